@@ -1,0 +1,1 @@
+"""Shared code of the dataset-distillation project: synthetic sets, networks, data, augmentation, evaluation."""
