@@ -1,0 +1,159 @@
+"""DDiF speed and memory: the batched implementation vs a straightforward loop of separate SIREN modules.
+
+Measures, for each configuration, one distillation step (decode every field, a loss on the decoded set,
+backward, optimiser step) and one warm-start step (every field fitted to its own target), for
+  batched: common.synsets.DDiF (stacked fields, chunked batched decode, FieldAdam)
+  loop:    one nn.Module SIREN per field, decoded one by one, torch.optim.Adam over all of them
+Each variant runs in its own subprocess, so its peak memory (max RSS above the RSS after set-up, or
+CUDA max_memory_allocated) is its own. Prints both times, their ratio (from this one run) and memory.
+
+    python benchmarks/bench_ddif.py                    # all four configurations on CPU
+    python benchmarks/bench_ddif.py --configs cifar10 --device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {  # name: (classes, channel, size, ipc, layer_size, num_layers, w0)
+    "fmnist_ipc1": (10, 1, (28, 28), 1, 6, 2, 10.0),
+    "cifar10_ipc10": (10, 3, (32, 32), 10, 6, 2, 10.0),
+    "cifar100_ipc10": (100, 3, (32, 32), 10, 15, 2, 10.0),
+    "imagenette_ipc1": (10, 3, (128, 128), 1, 20, 3, 40.0),
+}
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fields: int) -> dict:
+    import torch
+    from torch import nn
+    from common.synsets import DDiF
+    from common.synsets.ddif import coordinate_grid
+
+    torch.manual_seed(0)
+    nc, ch, size, ipc, width, layers, w0 = CONFIGS[config]
+    dev = torch.device(device)
+    synset = DDiF(nc, ch, size, ipc, layer_size=width, num_layers=layers, w0=w0).to(dev)
+    n, ppf = synset.n_total, synset.params_per_instance()
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+
+    if variant == "batched":
+        if mode == "step":
+            opt = synset.make_optimizer()
+
+            def one_step():
+                x, _ = synset.get()
+                loss = x.square().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        else:
+            targets = torch.randn(n, ch, *size, device=dev)
+
+            def one_step():
+                synset.fit(targets, 1, 5e-4, progress=False)
+        fields = n
+    else:
+        coords = coordinate_grid(size, dev)
+
+        class Siren(nn.Module):
+            def __init__(self):
+                super().__init__()
+                dims = [len(size)] + [width] * layers + [ch]
+                self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+                with torch.no_grad():
+                    for i, l in enumerate(self.layers):
+                        bound = 1 / len(size) if i == 0 else math.sqrt(6 / l.in_features) / w0
+                        l.weight.uniform_(-bound, bound)
+                        l.bias.uniform_(-bound, bound)
+
+            def forward(self, x):
+                for i, l in enumerate(self.layers[:-1]):
+                    x = torch.sin((30.0 if i == 0 else w0) * l(x))
+                return self.layers[-1](x).T.reshape(ch, *size)
+
+        fields = n if mode == "step" else min(n, loop_fields)
+        nets = nn.ModuleList(Siren() for _ in range(fields)).to(dev)
+        if mode == "step":
+            opt = torch.optim.Adam(nets.parameters(), lr=1e-4)
+
+            def one_step():
+                x = torch.stack([net(coords) for net in nets])
+                loss = x.square().mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        else:  # the original's warm start: each field fitted alone, with its own Adam
+            targets = torch.randn(fields, ch, *size, device=dev)
+            opts = [torch.optim.Adam(net.parameters(), lr=5e-4) for net in nets]
+
+            def one_step():
+                for net, o, t in zip(nets, opts, targets):
+                    loss = (net(coords) - t).square().mean()
+                    o.zero_grad(set_to_none=True)
+                    loss.backward()
+                    o.step()
+
+    sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    base = rss_bytes()  # after set-up: what a step adds on top of the stored fields and targets
+    one_step()  # warm-up (allocations, lazy init)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        one_step()
+    sync()
+    per_step = (time.perf_counter() - t0) / steps * (n / fields)
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    return dict(seconds=per_step, peak_bytes=max(peak, 0), fields=n, timed_fields=fields, ppf=ppf)
+
+
+def run_child(*args) -> dict:
+    cmd = [sys.executable, __file__, "--child", *map(str, args)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--modes", nargs="+", default=["step", "warm"], choices=["step", "warm"])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up step)")
+    p.add_argument("--loop_fields", type=int, default=300,
+                   help="warm start of the loop: fields timed (scaled linearly to all fields)")
+    p.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.child:
+        v, m, c, d, s, lf = a.child
+        print(json.dumps(child(v, m, c, d, int(s), int(lf))))
+        return
+    print(f"device {a.device}, threads {os.cpu_count()}, THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', '0')}")
+    print(f"{'config':<17}{'mode':<6}{'fields':>7}{'params':>7}{'loop s':>10}{'batched s':>11}{'speed-up':>10}"
+          f"{'loop MB':>10}{'batched MB':>12}")
+    for c in a.configs:
+        for m in a.modes:
+            r = {v: run_child(v, m, c, a.device, a.steps, a.loop_fields) for v in ("loop", "batched")}
+            lo, ba = r["loop"], r["batched"]
+            note = "" if lo["timed_fields"] == lo["fields"] else f"  (loop timed on {lo['timed_fields']} fields, scaled)"
+            print(f"{c:<17}{m:<6}{ba['fields']:>7}{ba['ppf']:>7}{lo['seconds']:>10.3f}{ba['seconds']:>11.3f}"
+                  f"{lo['seconds'] / ba['seconds']:>9.1f}x{lo['peak_bytes'] / 2**20:>10.0f}{ba['peak_bytes'] / 2**20:>12.0f}{note}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""The distillation loop shared by every objective: set-up, periodic evaluation, checkpoints, resume.
+
+An objective (DM, DC, TM) is a class built from a :class:`Context` with a ``step(it) -> loss`` method
+(one update of the synthetic set) and optional ``state_dict``/``load_state_dict``/``metrics`` for what it
+must carry across a resume. Everything else -- data, synthetic set, warm start and its cache, the run
+folder, evaluation, the best and the resume checkpoints, NaN checks -- lives here once.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from .args import synset_config
+from .augment import DSA
+from .data import RealData, get_dataset
+from .errors import CheckpointError, NonFiniteError, UserError
+from .evaluate import EvalConfig, evaluate_pool
+from .networks import get_eval_pool
+from .paths import init_cache_path, run_dir
+from .runlog import RunRecord, save_grid
+from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
+from .utils import derive_seed, resolve_device, seed_everything
+
+# args that define an experiment: a resumed run must agree on them
+IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "model", "ipc", "dipc", "zca", "seed",
+                 "n_train_per_class", "batch_syn")
+
+
+@dataclass
+class Context:
+    args: object
+    device: torch.device
+    real: RealData
+    synset: SynSet
+    optimizer: torch.optim.Optimizer
+    record: RunRecord
+    dsa: Optional[DSA]
+    eval_cfg: EvalConfig
+    eval_pool: list
+    extras: dict = field(default_factory=dict)
+
+
+def load_real(args) -> RealData:
+    real = get_dataset(args.dataset, args.data_path, res=args.res, subset=args.subset, zca=args.zca)
+    if args.n_train_per_class or args.n_test:
+        real = real.restrict(args.n_train_per_class, args.n_test, seed=args.seed)
+    return real
+
+
+def meta(args) -> dict:
+    """What eval.py needs to rebuild the data a synthetic set was distilled on."""
+    return {k: getattr(args, k) for k in ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed",
+                                          "objective")}
+
+
+def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch.Tensor:
+    """Initialise the set from real data, through the on-disk cache for DDiF; returns the real instances used."""
+    cache = init_cache_path(args, synset.config()) if synset.name == "ddif" else None
+    if cache and os.path.exists(cache):
+        try:
+            payload = load_checkpoint(cache, "warm-start cache")
+            synset.load_payload(payload["synset"], f"warm-start cache {cache}")
+            record.log(f"warm start loaded from cache {cache}")
+            return payload["init_images"]
+        except (CheckpointError, KeyError) as e:
+            record.log(f"ignoring unusable warm-start cache ({e}); fitting again")
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
+    t = time.time()
+    kwargs = {"progress": args.progress} if synset.name == "ddif" else {}
+    init_images = synset.init_from_real(real, g, **kwargs).detach().cpu()
+    record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
+    if cache:
+        atomic_save({"synset": synset.payload(), "init_images": init_images}, cache)
+        record.log(f"warm start cached at {cache}")
+    return init_images
+
+
+def build_context(args) -> Context:
+    device = resolve_device(args.device)
+    record = RunRecord(run_dir(args), resume=args.resume)
+    seed_everything(args.seed)
+    real = load_real(args).to(device)
+    synset = build_synset(args.synset, **synset_config(args, real.channel, real.num_classes, real.im_size))
+    synset.to(device)
+    record.write_config(dict(args.as_dict(), budget=synset.budget(), device=str(device),
+                             synset_config=synset.config()))
+    b = synset.budget()
+    record.log(f"{synset.name}: {synset.n_per_class} instances per class of {b['params_per_instance']} numbers; "
+               f"budget {b['used']} of {b['allowed']} numbers used ({100 * b['ratio']:.1f}%)")
+    dsa = DSA(args.dsa_strategy) if args.dsa else None
+    eval_cfg = EvalConfig(epochs=args.epoch_eval_train, num_eval=args.num_eval, device=device, lr=args.lr_net,
+                          dsa=dsa, seed=args.seed, progress=args.progress)
+    return Context(args, device, real, synset, None, record, dsa, eval_cfg, get_eval_pool(args.eval_mode, args.model))
+
+
+def run_distillation(args, objective_cls) -> dict:
+    """Distil with ``objective_cls``; returns {model: (acc_mean, acc_std)} of the last evaluation."""
+    ctx = build_context(args)
+    synset, record = ctx.synset, ctx.record
+    ckpt_path = record.path("checkpoint.pt")
+    start, best = 0, {"acc": -1.0, "iteration": -1}
+    resumed = args.resume and os.path.exists(ckpt_path)
+    if resumed:
+        state = load_checkpoint(ckpt_path, "resume checkpoint")
+        check_identity(state.get("args", {}), args, ckpt_path)
+        synset.load_payload(state["synset"], f"resume checkpoint {ckpt_path}")
+        init_images = state["init_images"]
+    else:
+        init_images = initialise(args, synset, ctx.real, record)
+    save_grid(init_images, synset.labels.cpu(), record.path("imgs", "init_real.png"), ctx.real.mean, ctx.real.std,
+              ctx.real.zca)
+    ctx.optimizer = synset.make_optimizer()
+    objective = objective_cls(ctx)
+    if resumed:
+        try:
+            ctx.optimizer.load_state_dict(state["optimizer"])
+            if hasattr(objective, "load_state_dict"):
+                objective.load_state_dict(state["objective"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"resume checkpoint {ckpt_path} does not fit this run: {e}") from None
+        start, best = state["iteration"], state["best"]
+        record.truncate_metrics(start)
+        record.log(f"resumed from {ckpt_path} at iteration {start}")
+    wandb = _wandb(args, record) if args.wandb else None
+
+    def save_resume(next_it: int):
+        atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS}, "iteration": next_it,
+                     "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
+                     "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
+                     "best": best, "init_images": init_images}, ckpt_path)
+
+    last = {}
+    bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}", disable=not args.progress,
+               initial=start, total=args.Iteration + 1, mininterval=1)
+    for it in bar:
+        if (it % args.eval_it == 0 and (it > 0 or args.eval_at_start)) or it == args.Iteration:
+            last = evaluate_and_record(ctx, it, objective, best, wandb)
+            save_resume(it)
+        if it == args.Iteration:
+            break
+        loss = objective.step(it)
+        if not math.isfinite(loss) or not synset.is_finite():
+            raise NonFiniteError(
+                f"the synthetic set became NaN/inf at iteration {it} (loss {loss}); the last good state is kept in "
+                f"{ckpt_path} and {record.path('synset_best.pt')}; lower the learning rate and rerun")
+        bar.set_postfix(loss=f"{loss:.4g}")
+        if (it + 1) % args.save_it == 0:
+            save_resume(it + 1)
+    record.plot_accuracy()
+    record.log(f"done: best {args.model} accuracy {100 * best['acc']:.2f}% at iteration {best['iteration']}")
+    if wandb is not None:
+        wandb.finish()
+    return last
+
+
+def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None) -> dict:
+    args, synset, record = ctx.args, ctx.synset, ctx.record
+    with torch.no_grad():
+        images, labels = synset.get()
+    save_grid(images, labels, record.path("imgs", f"syn_{it:06d}.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
+    save_grid(images, labels, record.path("imgs", "syn_latest.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
+    t = time.time()
+    results = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, ctx.eval_cfg, tag=it)
+    extra = objective.metrics() if hasattr(objective, "metrics") else {}
+    for model, (mean, std) in results.items():
+        record.add_metric(iteration=it, model=model, acc_mean=mean, acc_std=std, num_eval=args.num_eval, **extra)
+        record.log(f"it {it:5d}  {model:<12} acc {100 * mean:.2f} +- {100 * std:.2f}  "
+                   f"({args.num_eval} nets, {time.time() - t:.0f}s)")
+        if wandb is not None:
+            wandb.log({f"acc/{model}": mean, f"acc_std/{model}": std, **extra}, step=it)
+    main_acc = results[ctx.eval_pool[0]][0]
+    if main_acc > best["acc"]:
+        best.update(acc=main_acc, iteration=it)
+        atomic_save(dict(synset.payload(), meta=dict(meta(args), iteration=it, acc=main_acc)),
+                    record.path("synset_best.pt"))
+    record.plot_accuracy()
+    return results
+
+
+def check_identity(saved: dict, args, path: str) -> None:
+    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(args, k, None)!r}"
+            for k in IDENTITY_KEYS if saved.get(k) != getattr(args, k, None)]
+    if diff:
+        raise CheckpointError(f"resume checkpoint {path} was written by another experiment: {'; '.join(diff)}")
+
+
+def _wandb(args, record: RunRecord):
+    try:
+        import wandb
+    except ImportError:
+        raise UserError("--wandb needs the wandb package: pip install wandb") from None
+    os.environ.setdefault("WANDB_MODE", "offline")
+    wandb.init(project="dataset-distillation", name=os.path.basename(record.folder), dir=record.folder,
+               config=args.as_dict(), resume="allow")
+    return wandb

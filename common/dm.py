@@ -1,0 +1,52 @@
+"""Distribution matching (Zhao & Bilen, WACV 2023).
+
+Each iteration draws a freshly initialised network (frozen) and, for every class, matches the mean
+embedding of a real batch with the mean embedding of that class's synthetic instances, both augmented
+by the same DSA transform. Each class's loss is back-propagated on its own (so memory holds one class at
+a time) and the synthetic set takes one optimiser step per iteration. Because a synthetic instance only
+receives gradient from its own class's loss, this equals both the original's summed loss (pixel, FreD)
+and DDiF's step per class (with :class:`~common.optim.FieldAdam`, fields of other classes do not move).
+"""
+from __future__ import annotations
+
+import torch
+
+from .networks import get_network
+from .utils import derive_seed
+
+
+def sample_indices(idx: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` of ``idx`` at random (all of them when n is 0 or too large)."""
+    if not n or n >= len(idx):
+        return idx
+    return idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
+
+
+class DistributionMatching:
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def step(self, it: int) -> float:
+        ctx, args = self.ctx, self.ctx.args
+        real, synset = ctx.real, ctx.synset
+        torch.manual_seed(derive_seed(args.seed, "net", it))
+        net = get_network(args.model, real.channel, real.num_classes, real.im_size).to(ctx.device)
+        net.train()
+        for p in net.parameters():
+            p.requires_grad_(False)
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "batch", it))
+        ctx.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for c in range(real.num_classes):
+            img_real = real.get_images(c, args.batch_real, g)
+            img_syn, _ = synset.get(sample_indices(synset.class_indices(c), args.batch_syn, g))
+            if ctx.dsa is not None:
+                seed = derive_seed(args.seed, "dsa", it, c)
+                img_real, img_syn = ctx.dsa(img_real, seed), ctx.dsa(img_syn, seed)
+            with torch.no_grad():
+                mean_real = net.embed(img_real).mean(0)
+            loss = (mean_real - net.embed(img_syn).mean(0)).square().sum()
+            loss.backward()
+            total += loss.item()
+        ctx.optimizer.step()
+        return total

@@ -1,0 +1,99 @@
+"""Evaluation of a synthetic set: train fresh networks on it, report their accuracy on the real test set.
+
+Protocol (``evaluate_synset`` of the original code): SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch
+256, ``epochs`` epochs with the learning rate divided by 10 after half of them, DSA on every training
+batch; the mean and standard deviation of the test accuracy over ``num_eval`` networks.
+"""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .augment import DSA
+from .networks import get_network
+from .utils import derive_seed
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    epochs: int
+    num_eval: int
+    device: torch.device
+    lr: float = 0.01
+    batch: int = 256
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    dsa: Optional[DSA] = None
+    seed: int = 0
+    progress: bool = False
+
+
+@torch.no_grad()
+def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 1000) -> float:
+    net.eval()
+    correct = 0
+    for s in range(0, len(images), batch):
+        x = images[s:s + batch].to(next(net.parameters()).device, non_blocking=True)
+        correct += (net(x).argmax(1).cpu() == labels[s:s + batch].cpu()).sum().item()
+    return correct / max(1, len(images))
+
+
+def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfig, seed: int) -> nn.Module:
+    """Train ``net`` on (images, labels) with the evaluation protocol; returns it in eval mode."""
+    dev = cfg.device
+    net.to(dev).train()
+    images, labels = images.detach().to(dev), labels.to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[cfg.epochs // 2 + 1], gamma=0.1)
+    g = torch.Generator().manual_seed(seed)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(images), generator=g).to(dev)
+        for b, s in enumerate(range(0, len(images), cfg.batch)):
+            idx = order[s:s + cfg.batch]
+            x = images[idx]
+            if cfg.dsa is not None:
+                x = cfg.dsa(x, seed=derive_seed(seed, epoch, b))
+            loss = F.cross_entropy(net(x), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return net.eval()
+
+
+def evaluate_synset(model: str, images: Tensor, labels: Tensor, real, cfg: EvalConfig, tag=0) -> list[float]:
+    """Test accuracies of ``cfg.num_eval`` fresh ``model`` networks trained on (images, labels)."""
+    accs = []
+    im_size = tuple(images.shape[2:])
+    for k in tqdm(range(cfg.num_eval), desc=f"eval {model}", leave=False, disable=not cfg.progress):
+        seed = derive_seed(cfg.seed, "eval", tag, model, k)
+        torch.manual_seed(seed)
+        net = get_network(model, images.shape[1], real.num_classes, im_size)
+        train_network(net, images, labels, cfg, seed)
+        accs.append(test_accuracy(net, real.images_test, real.labels_test))
+    return accs
+
+
+def summarize(accs: Sequence[float]) -> tuple[float, float]:
+    return statistics.fmean(accs), (statistics.pstdev(accs) if len(accs) > 1 else 0.0)
+
+
+def evaluate_pool(models: Sequence[str], images: Tensor, labels: Tensor, real, cfg: EvalConfig,
+                  tag=0) -> dict[str, tuple[float, float]]:
+    """{model: (mean, std)} over ``cfg.num_eval`` networks of each model."""
+    return {m: summarize(evaluate_synset(m, images, labels, real, cfg, tag)) for m in models}
+
+
+def random_real(real, ipc: int, seed: int) -> tuple[Tensor, Tensor]:
+    """The random-real baseline at the same storage budget: ``ipc`` random real images per class."""
+    from .synsets.base import sample_real
+    g = torch.Generator().manual_seed(derive_seed(seed, "random_real"))
+    images = torch.cat([sample_real(real, c, ipc, g) for c in range(real.num_classes)])
+    labels = torch.arange(real.num_classes).repeat_interleave(ipc)
+    return images, labels

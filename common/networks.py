@@ -1,0 +1,368 @@
+"""Network registry: every model name the distillation and evaluation scripts accept.
+
+``get_network(name, channel, num_classes, im_size)`` builds a fresh, CPU-resident network (the caller
+moves it to a device); ``list_networks()`` lists the canonical names; ``get_eval_pool(mode, model)``
+lists the networks an ``--eval_mode`` letter evaluates on. Every network is an :class:`EmbedNet`:
+``embed(x)`` gives the (B, F) features its final ``classifier`` (an ``nn.Linear``) reads, and
+``forward(x)`` gives the logits.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import choice_error
+
+# ---- building blocks, parametrised by the number of spatial dims (2: images; 3: video, voxels) ----
+
+_CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_POOLS = {
+    "avgpooling": {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d},
+    "maxpooling": {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d},
+}
+_ACTS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "leakyrelu": lambda: nn.LeakyReLU(0.01),
+}
+ACTIVATIONS = tuple(_ACTS)
+NORMS = ("none", "batchnorm", "layernorm", "instancenorm", "groupnorm")
+POOLINGS = ("none", *_POOLS)
+
+
+def make_act(kind: str) -> nn.Module:
+    if kind not in _ACTS:
+        raise choice_error("activation", kind, ACTIVATIONS)
+    return _ACTS[kind]()
+
+
+def make_norm(kind: str, channels: int, ndim: int = 2) -> nn.Module:
+    """Normalisation over a (B, channels, *spatial) map. `layernorm` normalises over all of C and the
+    spatial axes with a per-channel affine (GroupNorm with one group), so it needs no spatial size."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "batchnorm":
+        return _BATCHNORM[ndim](channels)
+    groups = {"layernorm": 1, "instancenorm": channels, "groupnorm": 4}
+    if kind not in groups:
+        raise choice_error("normalization", kind, NORMS)
+    return nn.GroupNorm(groups[kind], channels, affine=True)
+
+
+def make_pool(kind: str, ndim: int = 2) -> nn.Module:
+    """2x2 (2x2x2 in 3-D) pooling with stride 2, or identity for `none`."""
+    if kind == "none":
+        return nn.Identity()
+    if kind not in _POOLS:
+        raise choice_error("pooling", kind, POOLINGS)
+    return _POOLS[kind][ndim](kernel_size=2, stride=2)
+
+
+def make_conv(in_channels: int, out_channels: int, ndim: int = 2, kernel_size: int = 3, padding: int = 1,
+              stride: int = 1, bias: bool = True) -> nn.Module:
+    return _CONV[ndim](in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+
+
+def _conv_out(size: int, kernel_size: int, padding: int, stride: int = 1) -> int:
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def _is_mnist_like(channel: int, im_size: Sequence[int]) -> bool:
+    """1-channel 28x28 input: the legacy networks pad their first conv more so that their features
+    match those of a 32x32 input."""
+    return channel == 1 and tuple(im_size) == (28, 28)
+
+
+# ---- networks ----
+
+
+class EmbedNet(nn.Module):
+    """A network made of `features` (input -> features) and a linear `classifier` on their flattening."""
+
+    features: nn.Module
+    classifier: nn.Linear
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class ConvNet(EmbedNet):
+    """`depth` blocks of conv3x3 -> norm -> act -> pool, then a Linear on the flattened features.
+
+    Works for any number of spatial dims (len(im_size)). The first conv of a 1-channel 28x28 input
+    uses padding 3 (its output is 32x32). A block skips pooling once a side of the map is below 2 (so
+    deep nets such as ConvNetD8 still run on 32x32 inputs).
+    """
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128,
+                 depth: int = 3, act: str = "relu", norm: str = "instancenorm", pooling: str = "avgpooling"):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"ConvNet depth must be >= 1, got {depth}")
+        if pooling not in POOLINGS:
+            raise choice_error("pooling", pooling, POOLINGS)
+        ndim, size = len(im_size), list(im_size)
+        layers: list[nn.Module] = []
+        in_channels = channel
+        for d in range(depth):
+            padding = 3 if d == 0 and _is_mnist_like(channel, im_size) else 1
+            layers += [make_conv(in_channels, width, ndim, 3, padding), make_norm(norm, width, ndim), make_act(act)]
+            size = [_conv_out(s, 3, padding) for s in size]
+            if pooling != "none" and min(size) >= 2:
+                layers.append(make_pool(pooling, ndim))
+                size = [s // 2 for s in size]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width * math.prod(size), num_classes)
+
+
+class MLP(EmbedNet):
+    """flatten -> width -> ReLU -> width -> ReLU -> Linear."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Flatten(), nn.Linear(channel * math.prod(im_size), width), nn.ReLU(),
+            nn.Linear(width, width), nn.ReLU())
+        self.classifier = nn.Linear(width, num_classes)
+
+
+class LeNet(EmbedNet):
+    """Two conv5x5 -> ReLU -> maxpool stages, fc 120 and 84 with ReLU, then Linear (1-channel 28x28: padding 2)."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int]):
+        super().__init__()
+        padding = 2 if _is_mnist_like(channel, im_size) else 0
+        size = [_conv_out(_conv_out(s, 5, padding) // 2, 5, 0) // 2 for s in im_size]
+        self.features = nn.Sequential(
+            nn.Conv2d(channel, 6, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(16 * math.prod(size), 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+        self.classifier = nn.Linear(84, num_classes)
+
+
+class AlexNet(EmbedNet):
+    """Small-image AlexNet of dataset distillation: five convs (the first 5x5, padding 4 for 1-channel
+    28x28 inputs, else 2), three 2x2 max pools, then Linear. `norm` follows every conv (AlexNetBN: batchnorm)."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], norm: str = "none"):
+        super().__init__()
+        padding = 4 if _is_mnist_like(channel, im_size) else 2
+        # (in, out, kernel, padding, pool after)
+        spec = [(channel, 128, 5, padding, True), (128, 192, 5, 2, True), (192, 256, 3, 1, False),
+                (256, 192, 3, 1, False), (192, 192, 3, 1, True)]
+        layers: list[nn.Module] = []
+        size = list(im_size)
+        for c_in, c_out, k, p, pool in spec:
+            layers += [nn.Conv2d(c_in, c_out, k, padding=p), make_norm(norm, c_out), nn.ReLU()]
+            size = [_conv_out(s, k, p) for s in size]
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+                size = [s // 2 for s in size]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(192 * math.prod(size), num_classes)
+
+
+VGG11_CFG: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+class VGG(EmbedNet):
+    """VGG: conv3x3 -> norm -> ReLU per number in `cfg`, 2x2 max pool per 'M', then Linear.
+    A 1-channel 28x28 input gets padding 3 in the first conv."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int],
+                 cfg: Sequence[int | str] = VGG11_CFG, norm: str = "instancenorm"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        size, in_channels = list(im_size), channel
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+                size = [s // 2 for s in size]
+                continue
+            padding = 3 if not layers and _is_mnist_like(channel, im_size) else 1
+            layers += [nn.Conv2d(in_channels, int(v), 3, padding=padding), make_norm(norm, int(v)), nn.ReLU()]
+            size = [_conv_out(s, 3, padding) for s in size]
+            in_channels = int(v)
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(in_channels * math.prod(size), num_classes)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block. With `avgpool_downsample`, a stride-2 block uses stride-1 convs followed by
+    2x2 average pooling (in the residual and the shortcut path) instead of stride-2 convs."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int, norm: str, avgpool_downsample: bool = False):
+        super().__init__()
+        conv_stride = 1 if avgpool_downsample else stride
+        pool = avgpool_downsample and stride != 1
+        self.residual = nn.Sequential(
+            nn.Conv2d(in_planes, planes, 3, stride=conv_stride, padding=1, bias=False),
+            nn.AvgPool2d(2) if pool else nn.Identity(), make_norm(norm, planes), nn.ReLU(),
+            nn.Conv2d(planes, planes, 3, padding=1, bias=False), make_norm(norm, planes))
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride=conv_stride, bias=False),
+                nn.AvgPool2d(2) if pool else nn.Identity(), make_norm(norm, planes))
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.residual(x) + self.shortcut(x))
+
+
+class ResNet(EmbedNet):
+    """CIFAR-style ResNet: 3x3 stride-1 stem (at every resolution), four stages of basic blocks (64, 128,
+    256, 512 planes; stages 2-4 downsample by 2), global average pooling, Linear. `avgpool_downsample`
+    (the *_AP names) downsamples by stride-1 conv + 2x2 average pooling instead of stride-2 convs."""
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], blocks: Sequence[int] = (2, 2, 2, 2),
+                 norm: str = "instancenorm", avgpool_downsample: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(channel, 64, 3, padding=1, bias=False), make_norm(norm, 64), nn.ReLU()]
+        in_planes = 64
+        for stage, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+            for i in range(n):
+                stride = 2 if stage > 0 and i == 0 else 1
+                layers.append(BasicBlock(in_planes, planes, stride, norm, avgpool_downsample))
+                in_planes = planes
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(in_planes, num_classes)
+
+
+# ---- registry ----
+
+
+@dataclass(frozen=True)
+class _Family:
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    build: Callable[..., nn.Module]
+
+
+_FAMILIES: list[_Family] = []
+
+
+def register_network(pattern: str, *names: str):
+    """Decorator registering `build(match, channel, num_classes, im_size, **overrides) -> nn.Module` for
+    every name that fully matches the regex `pattern`; `names` are the canonical ones list_networks() shows."""
+    compiled = re.compile(pattern)
+
+    def decorator(build: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        for name in names:
+            if not compiled.fullmatch(name):
+                raise ValueError(f"canonical name {name!r} does not match its pattern {pattern!r}")
+        _FAMILIES.append(_Family(compiled, names, build))
+        return build
+
+    return decorator
+
+
+def list_networks() -> list[str]:
+    """Every canonical network name (get_network also takes ConvNetD<n>/W<n> for any n and 'ConvNet-3-BN')."""
+    return [name for family in _FAMILIES for name in family.names]
+
+
+def _lookup(name: str) -> tuple[_Family, re.Match[str]]:
+    for family in _FAMILIES:
+        match = family.pattern.fullmatch(name)
+        if match:
+            return family, match
+    raise choice_error("model", name, list_networks())
+
+
+def get_network(name: str, channel: int, num_classes: int, im_size: Sequence[int], **overrides) -> nn.Module:
+    """A freshly initialised network; `overrides` replace constructor arguments parsed from the name
+    (e.g. get_network('ConvNetD4', 3, 10, (64, 64), norm='batchnorm'))."""
+    family, match = _lookup(name)
+    return family.build(match, channel, num_classes, tuple(im_size), **overrides)
+
+
+_ACT_CODES = {"S": "sigmoid", "R": "relu", "L": "leakyrelu"}
+_NORM_CODES = {"N": "none", "B": "batchnorm", "L": "layernorm", "I": "instancenorm", "G": "groupnorm"}
+_POOL_CODES = {"N": "none", "M": "maxpooling", "A": "avgpooling"}
+
+
+@register_network(
+    # legacy: one optional suffix D<depth>, W<width>, A<act>, <norm>N, <pool>P; DD-Ranking: ConvNet-<depth>[-<norm>N]
+    r"ConvNet(?:D(?P<depth>[1-9]\d*)|W(?P<width>[1-9]\d*)|A(?P<act>[SRL])|(?P<norm>[NBLIG])N|(?P<pool>[NMA])P)?"
+    r"|ConvNet-(?P<dd_depth>[1-9]\d*)(?:-(?P<dd_norm>[NBLIG])N)?",
+    "ConvNet", *(f"ConvNetD{d}" for d in range(1, 9)), *(f"ConvNetW{w}" for w in (32, 64, 128, 256, 512, 1024)),
+    *(f"ConvNetA{a}" for a in "SRL"), *(f"ConvNet{n}N" for n in "NBLIG"), *(f"ConvNet{p}P" for p in "NMA"))
+def _convnet(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    parsed: dict[str, object] = {}
+    if depth := m["depth"] or m["dd_depth"]:
+        parsed["depth"] = int(depth)
+    if m["width"]:
+        parsed["width"] = int(m["width"])
+    if m["act"]:
+        parsed["act"] = _ACT_CODES[m["act"]]
+    if norm := m["norm"] or m["dd_norm"]:
+        parsed["norm"] = _NORM_CODES[norm]
+    if m["pool"]:
+        parsed["pooling"] = _POOL_CODES[m["pool"]]
+    return ConvNet(channel, num_classes, im_size, **{**parsed, **overrides})
+
+
+@register_network("MLP", "MLP")
+def _mlp(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    return MLP(channel, num_classes, im_size, **overrides)
+
+
+@register_network("LeNet", "LeNet")
+def _lenet(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    return LeNet(channel, num_classes, im_size, **overrides)
+
+
+@register_network(r"AlexNet(?P<bn>BN)?", "AlexNet", "AlexNetBN")
+def _alexnet(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    return AlexNet(channel, num_classes, im_size, **{"norm": "batchnorm" if m["bn"] else "none", **overrides})
+
+
+@register_network(r"VGG11(?P<bn>BN)?", "VGG11", "VGG11BN")
+def _vgg11(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    return VGG(channel, num_classes, im_size, VGG11_CFG,
+               **{"norm": "batchnorm" if m["bn"] else "instancenorm", **overrides})
+
+
+@register_network(r"ResNet18(?P<bn>BN)?(?P<ap>_AP)?", "ResNet18", "ResNet18BN", "ResNet18_AP", "ResNet18BN_AP")
+def _resnet18(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    parsed = {"norm": "batchnorm" if m["bn"] else "instancenorm", "avgpool_downsample": bool(m["ap"])}
+    return ResNet(channel, num_classes, im_size, (2, 2, 2, 2), **{**parsed, **overrides})
+
+
+# ---- evaluation pools ----
+
+EVAL_MODES = ("S", "M", "W", "D", "A", "P", "N", "C")
+_FIXED_POOLS = {
+    "M": ("ConvNet", "AlexNet", "VGG11", "ResNet18"),
+    "W": ("ConvNetW32", "ConvNetW64", "ConvNetW128", "ConvNetW256"),
+    "D": ("ConvNetD1", "ConvNetD2", "ConvNetD3", "ConvNetD4"),
+    "A": ("ConvNetAS", "ConvNetAR", "ConvNetAL"),
+    "P": ("ConvNetNP", "ConvNetMP", "ConvNetAP"),
+    "N": ("ConvNetNN", "ConvNetBN", "ConvNetLN", "ConvNetIN", "ConvNetGN"),
+}
+
+
+def get_eval_pool(eval_mode: str, model: str) -> list[str]:
+    """Networks to evaluate a synthetic set distilled with `model` on. S: `model` with 'BN' removed
+    (ConvNetBN -> ConvNet, ResNet18BN_AP -> ResNet18_AP); M: architectures; W/D/A/P/N: ConvNet width/
+    depth/activation/pooling/normalisation ablations; C: [model, 'ConvNet']."""
+    if eval_mode not in EVAL_MODES:
+        raise choice_error("eval mode", eval_mode, EVAL_MODES)
+    _lookup(model)  # an unknown model is an error in every mode
+    if eval_mode == "S":
+        return [re.sub(r"-?BN", "", model)]
+    if eval_mode == "C":
+        return list(dict.fromkeys([model, "ConvNet"]))
+    return list(_FIXED_POOLS[eval_mode])

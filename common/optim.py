@@ -1,0 +1,70 @@
+"""Optimisers over stacked per-instance tensors."""
+from __future__ import annotations
+
+from typing import Callable, Iterable, Optional
+
+import torch
+from torch import Tensor
+
+
+class FieldAdam(torch.optim.Optimizer):
+    """Adam over tensors whose leading dimension indexes independent fields.
+
+    Gives the numbers of one ``torch.optim.Adam`` over *separate* per-field parameters, where Adam
+    skips a parameter whose ``.grad`` is None: fields reported inactive by ``active()`` keep their
+    weights, their moments and their step count. Every field has its own step count, so its bias
+    correction is the one it would have had alone.
+
+    ``active``: a callable returning a bool tensor (N,) of the fields that received a gradient since
+    the last step (and clearing that record), or None to treat every field as active.
+    """
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 active: Optional[Callable[[], Tensor]] = None):
+        params = list(params)
+        n = {p.shape[0] for p in params}
+        if len(n) != 1:
+            raise ValueError(f"FieldAdam needs tensors with one shared leading (field) dimension, got {sorted(n)}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+        self.n_fields = n.pop()
+        self.active = active
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = closure() if closure is not None else None
+        mask = self.active() if self.active is not None else None
+        rows = None if mask is None or bool(mask.all()) else mask.nonzero().squeeze(1)
+        if rows is not None and rows.numel() == 0:
+            return loss
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["step"] = torch.zeros(self.n_fields, dtype=torch.float32, device=p.device)
+                    st["exp_avg"] = torch.zeros_like(p)
+                    st["exp_avg_sq"] = torch.zeros_like(p)
+                if rows is None:
+                    _adam_rows(p, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"], group["lr"], b1, b2,
+                               group["eps"])
+                else:
+                    sub = [t.index_select(0, rows) for t in (p, p.grad, st["exp_avg"], st["exp_avg_sq"], st["step"])]
+                    _adam_rows(*sub, group["lr"], b1, b2, group["eps"])
+                    for t, s in zip((p, st["exp_avg"], st["exp_avg_sq"], st["step"]), (sub[0], sub[2], sub[3], sub[4])):
+                        t.index_copy_(0, rows, s)
+        return loss
+
+
+def _adam_rows(p: Tensor, g: Tensor, m: Tensor, v: Tensor, step: Tensor, lr: float, b1: float, b2: float,
+               eps: float) -> None:
+    """One Adam update in place, each row with its own step count (same formula as torch.optim.Adam)."""
+    step += 1
+    shape = (-1,) + (1,) * (p.dim() - 1)
+    bc1 = (1 - b1 ** step).view(shape)
+    bc2 = (1 - b2 ** step).view(shape)
+    m.mul_(b1).add_(g, alpha=1 - b1)
+    v.mul_(b2).addcmul_(g, g, value=1 - b2)
+    denom = (v.sqrt() / bc2.sqrt()).add_(eps)
+    p.addcdiv_(m, denom * bc1, value=-lr)

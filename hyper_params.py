@@ -1,0 +1,106 @@
+"""Default hyper-parameters, keyed by objective, dataset, resolution and images per class.
+
+Edit this file to change what a run uses for a flag left at ``None``. The values come from the DDiF and
+FreD papers and their example scripts (see the README's table of sources); rows marked "ours" are not in
+the papers (Fashion-MNIST, MNIST, SVHN) and were chosen for this code base.
+
+``defaults(objective, dataset, res, ipc)`` merges, in order:
+  OBJECTIVE[objective]                      -- loop lengths, batch sizes, learning rates
+  DDIF_ARCH[(dataset, res, ipc)]            -- the neural-field architecture of DDiF
+  ROWS[(objective, dataset, res, ipc)]      -- what differs for one experiment (e.g. TM trajectories)
+Missing rows are only an error when a flag that needs them was left at None.
+"""
+from __future__ import annotations
+
+# -- per objective ------------------------------------------------------------------------------------
+OBJECTIVE: dict[str, dict] = {
+    "DM": dict(Iteration=20000, eval_it=2000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+               lr_nf=5e-5, lr_img=1.0, lr_freq=1e6, mom_freq=0.5, msz_per_channel=64),
+    "DC": dict(Iteration=1000, eval_it=500, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+               lr_nf=5e-5, lr_img=0.1, lr_freq=1e3, mom_freq=0.5, msz_per_channel=32, lr_net=0.01),
+    "TM": dict(Iteration=15000, eval_it=1000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+               lr_nf=1e-4, lr_img=100.0, lr_freq=1e8, mom_freq=0.5, msz_per_channel=64,
+               syn_steps=60, expert_epochs=2, max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
+}
+# shared by every objective: the DDiF warm start and the evaluation networks' learning rate
+COMMON = dict(epochs_init=5000, lr_nf_init=5e-4, lr_net=0.01)
+
+# -- DDiF architecture: (dataset, res, ipc) -> (dim_in, num_layers, layer_size, dim_out, w0_initial, w0) ----
+_ARCH_ROWS = {
+    ("CIFAR10", 32, 1): (2, 2, 6, 3, 30, 10), ("CIFAR10", 32, 10): (2, 2, 6, 3, 30, 10),
+    ("CIFAR10", 32, 50): (2, 2, 20, 3, 30, 10),
+    ("CIFAR100", 32, 1): (2, 2, 10, 3, 30, 10), ("CIFAR100", 32, 10): (2, 2, 15, 3, 30, 10),
+    ("CIFAR100", 32, 50): (2, 2, 30, 3, 30, 10),
+    ("ImageNet", 128, 1): (2, 3, 20, 3, 30, 40), ("ImageNet", 128, 10): (2, 3, 20, 3, 30, 40),
+    ("ImageNet", 128, 50): (2, 3, 40, 3, 30, 40), ("ImageNet", 256, 1): (2, 3, 40, 3, 30, 40),
+    # ours: 28x28 grey images (width 6 -> 67 parameters -> 11 fields per class at ipc 1)
+    ("FashionMNIST", 28, 1): (2, 2, 6, 1, 30, 10), ("FashionMNIST", 28, 10): (2, 2, 6, 1, 30, 10),
+    ("FashionMNIST", 28, 50): (2, 2, 20, 1, 30, 10),
+    ("MNIST", 28, 1): (2, 2, 6, 1, 30, 10), ("MNIST", 28, 10): (2, 2, 6, 1, 30, 10),
+    ("MNIST", 28, 50): (2, 2, 20, 1, 30, 10),
+    # ours: SVHN is CIFAR-10-shaped
+    ("SVHN", 32, 1): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 10): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 50): (2, 2, 20, 3, 30, 10),
+}
+_ARCH_KEYS = ("dim_in", "num_layers", "layer_size", "dim_out", "w0_initial", "w0")
+DDIF_ARCH: dict[tuple, dict] = {k: dict(zip(_ARCH_KEYS, v)) for k, v in _ARCH_ROWS.items()}
+
+# -- one experiment: (objective, dataset, res, ipc) -> flags ---------------------------------------------
+ROWS: dict[tuple, dict] = {
+    # TM trajectories (DDiF paper)
+    ("TM", "CIFAR10", 32, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "CIFAR10", 32, 50): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "CIFAR100", 32, 1): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "CIFAR100", 32, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "CIFAR100", 32, 50): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "ImageNet", 128, 1): dict(syn_steps=20, expert_epochs=2, max_start_epoch=10, lr_lr=1e-6, lr_teacher=1e-2),
+    ("TM", "ImageNet", 128, 10): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "ImageNet", 128, 50): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
+    # TM on Fashion-MNIST (FreD's scripts)
+    ("TM", "FashionMNIST", 28, 1): dict(syn_steps=50, expert_epochs=2, max_start_epoch=5, lr_lr=1e-7, lr_teacher=1e-2),
+    ("TM", "FashionMNIST", 28, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=15, lr_lr=1e-5, lr_teacher=1e-2),
+    # FreD example scripts (CIFAR-10); the TM row also holds the DDiF paper's trajectory values
+    ("DC", "CIFAR10", 32, 2): dict(msz_per_channel=32, lr_freq=1e3),
+    ("DM", "CIFAR10", 32, 2): dict(msz_per_channel=64, lr_freq=1e6),
+    ("TM", "CIFAR10", 32, 1): dict(msz_per_channel=64, lr_freq=1e8, syn_steps=60, expert_epochs=2,
+                                   max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
+    # ours: Fashion-MNIST with DM
+    ("DM", "FashionMNIST", 28, 1): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
+    ("DM", "FashionMNIST", 28, 10): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
+}
+# Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
+ARCH_FLAGS = _ARCH_KEYS
+
+
+class UnknownDefaultsError(KeyError):
+    """No table row for a flag left at None."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; print it plainly
+        return str(self.args[0])
+
+
+def defaults(objective: str, dataset: str, res: int, ipc: int, needed=()) -> tuple[dict, list[str]]:
+    """Defaults for one experiment and the names of the table entries they came from.
+
+    ``needed``: the flags the caller left at None; raises :class:`UnknownDefaultsError` listing the
+    known keys when one of them has no value here.
+    """
+    if objective not in OBJECTIVE:
+        raise UnknownDefaultsError(f"unknown objective {objective!r}; known: {sorted(OBJECTIVE)}")
+    values, sources = dict(COMMON), ["COMMON"]
+    values.update(OBJECTIVE[objective])
+    sources.append(f"OBJECTIVE[{objective!r}]")
+    arch_key = (dataset, res, ipc)
+    if arch_key in DDIF_ARCH:
+        values.update(DDIF_ARCH[arch_key])
+        sources.append(f"DDIF_ARCH{arch_key}")
+    row_key = (objective, dataset, res, ipc)
+    if row_key in ROWS:
+        values.update(ROWS[row_key])
+        sources.append(f"ROWS{row_key}")
+    missing = [k for k in needed if k not in values]
+    if missing:
+        arch = sorted(k for k in DDIF_ARCH)
+        raise UnknownDefaultsError(
+            f"hyper_params.py has no default for {', '.join(missing)} at (dataset, res, ipc) = {arch_key}; pass "
+            f"the flag(s) explicitly or add a row to DDIF_ARCH; known keys: {arch}")
+    return values, sources

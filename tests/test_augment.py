@@ -1,0 +1,186 @@
+"""Tests for common/augment.py: DSA and ZCA whitening."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from common.augment import DEFAULT_STRATEGY, DSA, DSA_OPS, DSAParams, zca_whiten
+from common.errors import UserError
+
+STRATEGIES = list(DSA_OPS) + [DEFAULT_STRATEGY]
+
+
+def _images(b: int, c: int = 3, h: int = 16, w: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand(b, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("single_op", [True, False])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_same_seed_same_output(strategy, single_op):
+    x = _images(8)
+    dsa = DSA(strategy, single_op=single_op)
+    assert torch.equal(dsa(x, 123), dsa(x, 123))
+
+
+@pytest.mark.parametrize("single_op", [True, False])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_siamese_across_batch_sizes(strategy, single_op):
+    # real batch of 300 (crosses the 128-sample block boundary) and synthetic batch of 10 / 130 sharing a prefix
+    big = _images(300, seed=1)
+    dsa = DSA(strategy, single_op=single_op)
+    for seed in (0, 7, 2024):
+        out_big = dsa(big, seed)
+        for k in (10, 130):
+            small = big[:k].clone()
+            assert torch.allclose(dsa(small, seed), out_big[:k], atol=1e-6), (strategy, seed, k)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_different_seeds_differ(strategy):
+    x = _images(8)
+    dsa = DSA(strategy)
+    ref = dsa(x, 0)
+    assert any(not torch.allclose(dsa(x, s), ref) for s in range(1, 6))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_shape_and_finite(strategy):
+    for shape in [(5, 3, 16, 16), (5, 1, 28, 28), (4, 3, 12, 20)]:
+        x = torch.rand(shape)
+        out = DSA(strategy, single_op=False)(x, 3)
+        assert out.shape == x.shape and out.dtype == x.dtype
+        assert torch.isfinite(out).all()
+
+
+def test_flip_probability_one_is_torch_flip():
+    x = _images(6)
+    out = DSA("flip", DSAParams(flip=1.0))(x, 5)
+    assert torch.equal(out, torch.flip(x, dims=[3]))
+    assert torch.equal(DSA("flip", DSAParams(flip=0.0))(x, 5), x)
+
+
+@pytest.mark.parametrize("strategy", ["none", ""])
+def test_identity_strategy(strategy):
+    x = _images(4)
+    assert torch.equal(DSA(strategy)(x, 1), x)
+
+
+def test_crop_and_cutout_zero_fill():
+    x = torch.ones(16, 1, 16, 16)
+    crop = DSA("crop", DSAParams(crop=0.25))(x, 0)
+    assert set(crop.unique().tolist()) <= {0.0, 1.0}
+    assert (crop == 0).any()  # some sample was shifted, zero padding came in
+    cut = DSA("cutout")(x, 0)
+    zeros = (cut == 0).flatten(1).sum(1)
+    assert (zeros > 0).all() and (zeros <= 8 * 8).all()  # one square of side 0.5 * 16, clipped at the border
+
+
+def test_single_op_picks_one_group():
+    x = _images(8)
+    both = DSA("flip_cutout")
+    only = {op: DSA(op) for op in ("flip", "cutout")}
+    seen = set()
+    for seed in range(20):
+        out = both(x, seed)
+        matches = [op for op, d in only.items() if torch.equal(out, d(x, seed))]
+        assert matches, seed
+        seen.update(matches)
+    assert seen == {"flip", "cutout"}
+
+
+def test_all_ops_applied_in_order():
+    x = _images(8)
+    seed = 11
+    out = DSA("flip_cutout", single_op=False)(x, seed)
+    assert torch.equal(out, DSA("cutout")(DSA("flip")(x, seed), seed))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_gradients_flow(strategy):
+    x = _images(6).requires_grad_(True)
+    weights = _images(6, seed=9)
+    (DSA(strategy, single_op=False)(x, 4) * weights).sum().backward()
+    assert x.grad is not None
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("single_op", [True, False])
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_video_same_transform_for_all_frames(strategy, single_op):
+    frames = _images(5, h=12, w=12)
+    video = frames.unsqueeze(2).expand(5, 3, 4, 12, 12).contiguous()  # (B, C, T, H, W), identical frames
+    dsa = DSA(strategy, single_op=single_op)
+    out = dsa(video, 8)
+    assert out.shape == video.shape
+    for t in range(1, 4):
+        assert torch.allclose(out[:, :, t], out[:, :, 0], atol=1e-6)
+    # and it is the transform the same sample gets as an image
+    assert torch.allclose(out[:, :, 0], dsa(frames, 8), atol=1e-5)
+
+
+def test_video_gradients_and_siamese():
+    big = torch.rand(20, 3, 3, 8, 8)
+    dsa = DSA(single_op=False)
+    small = big[:4].clone().requires_grad_(True)
+    out = dsa(small, 2)
+    assert torch.allclose(out, dsa(big, 2)[:4], atol=1e-6)
+    out.sum().backward()
+    assert torch.isfinite(small.grad).all() and small.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (2, 3, 4, 4, 4, 4), (16,)])
+def test_bad_rank_is_user_error(shape):
+    with pytest.raises(UserError, match=str(tuple(shape)).replace("(", r"\(").replace(")", r"\)")):
+        DSA()(torch.rand(shape), 0)
+
+
+def test_global_rng_untouched():
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    for strategy in STRATEGIES:
+        DSA(strategy, single_op=False)(_images(4), 1)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_unknown_op_lists_valid_ops():
+    with pytest.raises(UserError) as info:
+        DSA("color_blur")
+    message = str(info.value)
+    assert "blur" in message
+    for op in DSA_OPS:
+        assert op in message
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    x = _images(16)
+    dsa = DSA(single_op=False)
+    out = dsa(x.cuda(), 3)
+    assert out.is_cuda
+    assert torch.allclose(out.cpu(), dsa(x, 3), atol=1e-4)
+
+
+def test_zca_whiten():
+    g = torch.Generator().manual_seed(0)
+    n, d = 500, 3 * 4 * 4
+    mixing = torch.randn(d, d, generator=g) * 2.0  # strongly correlated features, variances >> eps
+    train = (torch.randn(n, d, generator=g) @ mixing + 0.5).reshape(n, 3, 4, 4)
+    test = (torch.randn(50, d, generator=g) @ mixing + 0.5).reshape(50, 3, 4, 4)
+    train_w, test_w, zca = zca_whiten(train, test, eps=0.1)
+    assert train_w.shape == train.shape and test_w.shape == test.shape
+
+    flat = train_w.reshape(n, -1)
+    cov = torch.cov(flat.T)
+    assert (cov - torch.eye(d)).abs().max() < 0.15
+    raw_offdiag = torch.cov(train.reshape(n, -1).T).fill_diagonal_(0).abs().max()
+    assert raw_offdiag > 1.0  # the input really was correlated
+
+    recovered = zca.inverse_transform(train_w.reshape(n, -1)).reshape(train.shape)
+    assert torch.allclose(recovered, train, atol=1e-2 * train.abs().max().item())
+    assert torch.allclose(zca.inverse_transform(test_w.reshape(50, -1)).reshape(test.shape), test,
+                          atol=1e-2 * test.abs().max().item())
+
+
+def test_zca_shape_mismatch_is_user_error():
+    with pytest.raises(UserError):
+        zca_whiten(torch.rand(10, 3, 4, 4), torch.rand(5, 3, 4, 5))
