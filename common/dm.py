@@ -22,30 +22,39 @@ def sample_indices(idx: torch.Tensor, n: int, generator: torch.Generator) -> tor
     return idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
 
 
+def class_losses(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
+    """Yield (class, DM loss of that class): squared distance of mean real and mean synthetic embeddings."""
+    for c in range(real.num_classes):
+        img_real = real.get_images(c, batch_real, generator)
+        img_syn, _ = synset.get(sample_indices(synset.class_indices(c), batch_syn, generator))
+        if dsa is not None:
+            s = derive_seed(seed, c)
+            img_real, img_syn = dsa(img_real, s), dsa(img_syn, s)
+        with torch.no_grad():
+            mean_real = net.embed(img_real).mean(0)
+        yield c, (mean_real - net.embed(img_syn).mean(0)).square().sum()
+
+
+def random_frozen_network(model: str, real, device, seed: int):
+    torch.manual_seed(seed)
+    net = get_network(model, real.channel, real.num_classes, real.im_size).to(device)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net.train()
+
+
 class DistributionMatching:
     def __init__(self, ctx):
         self.ctx = ctx
 
     def step(self, it: int) -> float:
         ctx, args = self.ctx, self.ctx.args
-        real, synset = ctx.real, ctx.synset
-        torch.manual_seed(derive_seed(args.seed, "net", it))
-        net = get_network(args.model, real.channel, real.num_classes, real.im_size).to(ctx.device)
-        net.train()
-        for p in net.parameters():
-            p.requires_grad_(False)
+        net = random_frozen_network(args.model, ctx.real, ctx.device, derive_seed(args.seed, "net", it))
         g = torch.Generator().manual_seed(derive_seed(args.seed, "batch", it))
         ctx.optimizer.zero_grad(set_to_none=True)
         total = 0.0
-        for c in range(real.num_classes):
-            img_real = real.get_images(c, args.batch_real, g)
-            img_syn, _ = synset.get(sample_indices(synset.class_indices(c), args.batch_syn, g))
-            if ctx.dsa is not None:
-                seed = derive_seed(args.seed, "dsa", it, c)
-                img_real, img_syn = ctx.dsa(img_real, seed), ctx.dsa(img_syn, seed)
-            with torch.no_grad():
-                mean_real = net.embed(img_real).mean(0)
-            loss = (mean_real - net.embed(img_syn).mean(0)).square().sum()
+        for _, loss in class_losses(net, ctx.real, ctx.synset, args.batch_real, args.batch_syn, ctx.dsa,
+                                    derive_seed(args.seed, "dsa", it), g):
             loss.backward()
             total += loss.item()
         ctx.optimizer.step()

@@ -1,0 +1,115 @@
+"""Evaluate a saved synthetic set (any eval mode, any resolution for DDiF), or the random-real baseline,
+and optionally export the decoded set as PNG files, one folder per class."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+
+import torch
+
+from .augment import DSA
+from .data import get_dataset
+from .errors import UserError
+from .evaluate import EvalConfig, evaluate_pool, random_real
+from .networks import EVAL_MODES, get_eval_pool
+from .runlog import atomic_write_text, to_display
+from .synsets import load_synset, synset_from_payload, load_checkpoint
+from .utils import DEVICES, resolve_device
+
+Bool = argparse.BooleanOptionalAction
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--ckpt", help="synset_best.pt (or checkpoint.pt) of a run")
+    p.add_argument("--random_real", action="store_true", help="evaluate ipc random real images per class instead")
+    p.add_argument("--dataset", help="default: the checkpoint's")
+    p.add_argument("--subset")
+    p.add_argument("--data_path", help="default: the checkpoint's")
+    p.add_argument("--zca", action=Bool, default=None, help="default: the checkpoint's")
+    p.add_argument("--ipc", type=int, default=1, help="with --random_real")
+    p.add_argument("--model", help="default: the checkpoint's distillation model")
+    p.add_argument("--eval_mode", default="S", help=f"one of {', '.join(EVAL_MODES)}")
+    p.add_argument("--res", type=int, default=None, help="decode a DDiF set at this resolution")
+    p.add_argument("--num_eval", type=int, default=5)
+    p.add_argument("--epoch_eval_train", type=int, default=1000)
+    p.add_argument("--lr_net", type=float, default=0.01)
+    p.add_argument("--dsa", action=Bool, default=True)
+    p.add_argument("--n_test", type=int, default=None, help="evaluate on only this many test images")
+    p.add_argument("--device", default="auto", choices=DEVICES)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--export_dir", help="write the decoded set here as PNGs, one folder per class")
+    p.add_argument("--no_eval", action="store_true", help="only export")
+    p.add_argument("--json_out", help="also write the results as JSON here")
+    p.add_argument("--progress", action=Bool, default=True)
+    return p
+
+
+def main(argv=None) -> dict:
+    a = build_parser().parse_args(argv)
+    if not a.ckpt and not a.random_real:
+        raise UserError("give --ckpt PATH (a synthetic-set checkpoint) or --random_real")
+    device = resolve_device(a.device)
+    meta, synset = {}, None
+    if a.ckpt:
+        payload = load_checkpoint(a.ckpt, "checkpoint")
+        if "synset" in payload and isinstance(payload["synset"], dict):  # a resume checkpoint.pt
+            payload = payload["synset"]
+        synset = synset_from_payload(payload, f"checkpoint {a.ckpt}")
+        meta = payload.get("meta", {})
+    dataset = a.dataset or meta.get("dataset")
+    if not dataset:
+        raise UserError("the checkpoint does not name its dataset; pass --dataset")
+    model = a.model or meta.get("model", "ConvNet")
+    res = a.res or meta.get("res")
+    zca = meta.get("zca", False) if a.zca is None else a.zca
+    real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
+                       zca=zca)
+    if a.n_test:
+        real = real.restrict(None, a.n_test, seed=a.seed)
+    if synset is not None:
+        if (synset.channel, synset.num_classes) != (real.channel, real.num_classes):
+            raise UserError(f"the checkpoint holds a {synset.num_classes}-class {synset.channel}-channel set; "
+                            f"{dataset} has {real.num_classes} classes and {real.channel} channels")
+        synset.to(device)
+        with torch.no_grad():
+            images, labels = synset.get(res=real.im_size if a.res else None)
+        what = f"{synset.name} ({synset.n_per_class} per class) from {a.ckpt}"
+    else:
+        images, labels = random_real(real, a.ipc, a.seed)
+        what = f"random real, ipc {a.ipc}"
+    if tuple(images.shape[2:]) != tuple(real.im_size):
+        raise UserError(f"the set decodes at {tuple(images.shape[2:])} but the test images are {real.im_size}; "
+                        f"pass --res")
+    if a.export_dir:
+        export_pngs(images, labels, real, a.export_dir)
+        print(f"exported {len(images)} images to {a.export_dir}")
+    results = {}
+    if not a.no_eval:
+        cfg = EvalConfig(epochs=a.epoch_eval_train, num_eval=a.num_eval, device=device, lr=a.lr_net,
+                         dsa=DSA() if a.dsa else None, seed=a.seed, progress=a.progress)
+        pool = get_eval_pool(a.eval_mode, model)
+        results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
+        for m, (mean, std) in results.items():
+            print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
+        if a.json_out:
+            atomic_write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
+                                                      results.items()}, indent=2) + "\n")
+    return results
+
+
+def export_pngs(images, labels, real, folder: str) -> None:
+    """One sub-folder per class ("{index:03d}_{name}"), one PNG per instance."""
+    from torchvision.utils import save_image
+    x = to_display(images, real.mean, real.std, real.zca)
+    if x.dim() == 5:
+        raise UserError("PNG export is for images; this set holds videos or volumes")
+    for i, (img, c) in enumerate(zip(x, labels.tolist())):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", real.class_names[c])
+        d = os.path.join(folder, f"{c:03d}_{name}")
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, f".tmp_{i:05d}.png")
+        save_image(img, tmp, format="png")
+        os.replace(tmp, os.path.join(d, f"{i:05d}.png"))

@@ -1,0 +1,159 @@
+"""DM end to end on a real Fashion-MNIST subset: run record, loss, resume, NaN stop, eval.py, scripts."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from common.data import DEBIAN_FASHION_MNIST, get_dataset
+from common.dm import class_losses, random_frozen_network
+from common.synsets import load_checkpoint, synset_from_payload
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
+                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200", "--batch_real", "16",
+         "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100", "--no-progress", "--device", "cpu"]
+
+
+def run_dm(tmp_path, *extra):
+    from DM.main_DM import main
+    main(SMALL + ["--save_path", str(tmp_path / "runs"), "--init_cache", str(tmp_path / "cache"), *extra])
+    return tmp_path / "runs" / "DM" / "FashionMNIST"
+
+
+def cli(*args, cwd=REPO):
+    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
+    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def fixed_dm_loss(synset, real, seeds=(11, 12, 13)) -> float:
+    total = 0.0
+    for s in seeds:
+        net = random_frozen_network("ConvNetW32", real, "cpu", s)
+        with torch.no_grad():
+            total += sum(l.item() for _, l in class_losses(net, real, synset, 64, 0, None, s,
+                                                           torch.Generator().manual_seed(s)))
+    return total
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    return get_dataset("FashionMNIST").restrict(40, 200, seed=0)
+
+
+def test_ddif_run_writes_every_file_and_lowers_dm_loss(tmp_path, fmnist):
+    root = run_dm(tmp_path, "--synset", "ddif", "--Iteration", "12", "--eval_it", "6", "--lr_nf", "1e-3")
+    run = root / "ddif_ipc1_ConvNetW32_s0"
+    for f in ("log.txt", "config.json", "metrics.jsonl", "accuracy.png", "synset_best.pt", "checkpoint.pt",
+              "imgs/init_real.png", "imgs/syn_000000.png", "imgs/syn_000006.png", "imgs/syn_000012.png"):
+        assert (run / f).is_file(), f
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 6, 12]
+    assert all({"model", "acc_mean", "acc_std", "wall_time"} <= set(r) and 0 <= r["acc_mean"] <= 1 for r in rows)
+    config = json.loads((run / "config.json").read_text())
+    assert config["layer_size"] == 6 and config["budget"]["per_class"] == 11
+    assert not list(run.rglob("*.tmp*"))
+    # the DM loss on fixed networks is lower after distillation than after the warm start
+    cache = list((tmp_path / "cache").glob("ddif_init_*.pt"))
+    assert len(cache) == 1
+    init = synset_from_payload(load_checkpoint(str(cache[0]))["synset"])
+    final = synset_from_payload(load_checkpoint(str(run / "checkpoint.pt"))["synset"])
+    before, after = fixed_dm_loss(init, fmnist), fixed_dm_loss(final, fmnist)
+    assert after < 0.9 * before, (before, after)
+
+
+@pytest.mark.parametrize("synset", ["fred", "pixel"])
+def test_fred_and_pixel_lower_dm_loss(tmp_path, fmnist, synset):
+    root = run_dm(tmp_path, "--synset", synset, "--Iteration", "10", "--eval_it", "100", "--no-eval_at_start")
+    state = load_checkpoint(str(root / f"{synset}_ipc1_ConvNetW32_s0" / "checkpoint.pt"))
+    final = synset_from_payload(state["synset"])
+    init = synset_from_payload(state["synset"])
+    with torch.no_grad():  # rebuild the initial set from the stored initial real images
+        if synset == "pixel":
+            init.images.copy_(state["init_images"])
+        else:
+            from common.synsets.fred import dctn
+            spec = dctn(state["init_images"], init.dct_mats).flatten(2)
+            init.coefs.copy_(spec.gather(2, init.freq_index[init.labels]))
+    assert fixed_dm_loss(final, fmnist) < 0.9 * fixed_dm_loss(init, fmnist)
+
+
+def test_resume_continues_and_rejects_another_experiment(tmp_path):
+    root = run_dm(tmp_path, "--synset", "pixel", "--Iteration", "4", "--eval_it", "4", "--save_it", "2")
+    run = root / "pixel_ipc1_ConvNetW32_s0"
+    assert load_checkpoint(str(run / "checkpoint.pt"))["iteration"] == 4
+    run_dm(tmp_path, "--synset", "pixel", "--Iteration", "8", "--eval_it", "4", "--resume")
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 4, 8]
+    assert "resumed from" in (run / "log.txt").read_text()
+    base = SMALL + ["--save_path", str(tmp_path / "runs"), "--synset", "pixel", "--Iteration", "8", "--resume"]
+    r = cli(sys.executable, "DM/main_DM.py", *base, "--exp_name", "pixel_ipc1_ConvNetW32_s0", "--seed", "1")
+    assert r.returncode == 2 and "another experiment" in r.stderr and "Traceback" not in r.stderr
+    (run / "checkpoint.pt").write_bytes(b"garbage")
+    r = cli(sys.executable, "DM/main_DM.py", *base)
+    assert r.returncode == 2 and "cannot read resume checkpoint" in r.stderr and "Traceback" not in r.stderr
+    r = cli(sys.executable, "DM/main_DM.py", *base[:-1])  # same folder without --resume
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def test_nan_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_path):
+    r = cli(sys.executable, "DM/main_DM.py", *SMALL, "--save_path", str(tmp_path), "--synset", "pixel",
+            "--lr_img", "1e38", "--Iteration", "5", "--eval_it", "100")
+    assert r.returncode == 2 and "NaN/inf" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    ckpt = load_checkpoint(str(tmp_path / "DM" / "FashionMNIST" / "pixel_ipc1_ConvNetW32_s0" / "checkpoint.pt"))
+    assert ckpt["iteration"] == 0 and torch.isfinite(ckpt["synset"]["state"]["images"]).all()
+
+
+@pytest.mark.parametrize("flags,expect", [
+    (["--dataset", "FashionMNSIT"], "unknown dataset 'FashionMNSIT'; valid choices: FashionMNIST"),
+    (["--model", "ConvNetXL"], "unknown model 'ConvNetXL'; valid choices: ConvNet"),
+    (["--synset", "gauss"], "unknown synset 'gauss'; valid choices: ddif, fred, pixel"),
+    (["--eval_mode", "Q"], "unknown eval mode 'Q'"),
+    (["--dataset", "CIFAR10", "--data_path", "/nonexistent"], "/nonexistent"),
+    (["--layer_size", "100"], "does not fit the budget"),
+    (["--dataset", "Tiny", "--data_path", "/nonexistent"], "no default for"),
+])
+def test_bad_input_gives_one_clear_line(tmp_path, flags, expect):
+    r = cli(sys.executable, "DM/main_DM.py", "--save_path", str(tmp_path), "--Iteration", "1", "--no-progress",
+            *flags)
+    assert r.returncode == 2, r.stderr
+    assert expect in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_eval_py_other_resolution_export_and_bad_checkpoints(tmp_path):
+    root = run_dm(tmp_path, "--synset", "ddif", "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start")
+    best = root / "ddif_ipc1_ConvNetW32_s0" / "synset_best.pt"
+    out = tmp_path / "png"
+    r = cli(sys.executable, "DM/eval.py", "--ckpt", str(best), "--res", "32", "--n_test", "100", "--num_eval", "1",
+            "--epoch_eval_train", "2", "--export_dir", str(out), "--json_out", str(tmp_path / "r.json"),
+            "--no-progress", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    assert "ConvNetW32 accuracy" in r.stdout
+    assert "ConvNetW32" in json.loads((tmp_path / "r.json").read_text())
+    folders = sorted(p.name for p in out.iterdir())
+    assert len(folders) == 10 and folders[0] == "000_T-shirt_top"
+    from PIL import Image
+    assert Image.open(next((out / folders[0]).iterdir())).size == (32, 32)
+    assert len(list((out / folders[0]).iterdir())) == 11
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00" * 10)
+    r = cli(sys.executable, "DM/eval.py", "--ckpt", str(bad))
+    assert r.returncode == 2 and "cannot read checkpoint" in r.stderr and "Traceback" not in r.stderr
+    payload = load_checkpoint(str(best))
+    payload["config"]["layer_size"] = 7  # state no longer fits the configuration
+    torch.save(payload, bad)
+    r = cli(sys.executable, "DM/eval.py", "--ckpt", str(bad))
+    assert r.returncode == 2 and "does not fit" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("script", ["run_DDiF.sh", "run_FreD.sh", "run_pixel.sh"])
+def test_shipped_scripts_run_with_small_overrides(tmp_path, script):
+    r = cli("bash", f"DM/scripts/{script}", *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
+            "--save_path", str(tmp_path), "--init_cache", str(tmp_path / "cache"))
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.glob("DM/FashionMNIST/*/synset_best.pt"))
