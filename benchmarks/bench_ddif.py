@@ -4,8 +4,9 @@ Measures, for each configuration, one distillation step (decode every field, a l
 backward, optimiser step) and one warm-start step (every field fitted to its own target), for
   batched: common.synsets.DDiF (stacked fields, chunked batched decode, FieldAdam)
   loop:    one nn.Module SIREN per field, decoded one by one, torch.optim.Adam over all of them
-Each variant runs in its own subprocess, so its peak memory (max RSS above the RSS after set-up, or
-CUDA max_memory_allocated) is its own. Prints both times, their ratio (from this one run) and memory.
+Each variant runs in its own subprocess, so its peak memory is its own: on CPU the peak RSS during the
+timed steps above the RSS after set-up (what was kept from the warm-up step counts too), on CUDA
+max_memory_allocated. Prints both times, their ratio (from this one run) and memory.
 
     python benchmarks/bench_ddif.py                    # all four configurations on CPU
     python benchmarks/bench_ddif.py --configs cifar10 --device cuda
@@ -16,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +32,17 @@ CONFIGS = {  # name: (classes, channel, size, ipc, layer_size, num_layers, w0)
 def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> None:
+    """Linux: restart the peak-RSS (VmHWM) count from the current RSS."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
 
 
 def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fields: int) -> dict:
@@ -105,11 +116,13 @@ def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fi
                     o.step()
 
     sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    base = rss_bytes()  # after set-up: what a step adds on top of the stored fields and targets
+    base = rss_bytes()  # after set-up: what the steps add on top of the stored fields and targets
     one_step()  # warm-up (allocations, lazy init)
     sync()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        reset_peak_rss()
     t0 = time.perf_counter()
     for _ in range(steps):
         one_step()
@@ -118,7 +131,7 @@ def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fi
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = peak_rss_bytes() - base
     return dict(seconds=per_step, peak_bytes=max(peak, 0), fields=n, timed_fields=fields, ppf=ppf)
 
 
