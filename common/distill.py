@@ -7,6 +7,7 @@ folder, evaluation, the best and the resume checkpoints, NaN checks -- lives her
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -166,7 +167,10 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     save_grid(images, labels, record.path("imgs", f"syn_{it:06d}.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
     save_grid(images, labels, record.path("imgs", "syn_latest.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
     t = time.time()
-    results = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, ctx.eval_cfg, tag=it)
+    cfg = ctx.eval_cfg  # an objective with eval_lr() (TM: the learned step size) sets the evaluation lr
+    if hasattr(objective, "eval_lr"):
+        cfg = dataclasses.replace(cfg, lr=objective.eval_lr())
+    results = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, cfg, tag=it)
     extra = objective.metrics() if hasattr(objective, "metrics") else {}
     for model, (mean, std) in results.items():
         record.add_metric(iteration=it, model=model, acc_mean=mean, acc_std=std, num_eval=args.num_eval, **extra)
@@ -177,8 +181,8 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     main_acc = results[ctx.eval_pool[0]][0]
     if main_acc > best["acc"]:
         best.update(acc=main_acc, iteration=it)
-        atomic_save(dict(synset.payload(), meta=dict(meta(args), iteration=it, acc=main_acc)),
-                    record.path("synset_best.pt"))
+        atomic_save(dict(synset.payload(), meta=dict(meta(args), iteration=it, acc=main_acc, lr_net=cfg.lr,
+                                                     metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
 

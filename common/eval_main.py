@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--res", type=int, default=None, help="decode a DDiF set at this resolution")
     p.add_argument("--num_eval", type=int, default=5)
     p.add_argument("--epoch_eval_train", type=int, default=1000)
-    p.add_argument("--lr_net", type=float, default=0.01)
+    p.add_argument("--lr_net", type=float, default=None,
+                   help="default: the lr the run evaluated with (TM: its learned step size), else 0.01")
     p.add_argument("--dsa", action=Bool, default=True)
     p.add_argument("--n_test", type=int, default=None, help="evaluate on only this many test images")
     p.add_argument("--device", default="auto", choices=DEVICES)
@@ -88,7 +89,8 @@ def main(argv=None) -> dict:
         print(f"exported {len(images)} images to {a.export_dir}")
     results = {}
     if not a.no_eval:
-        cfg = EvalConfig(epochs=a.epoch_eval_train, num_eval=a.num_eval, device=device, lr=a.lr_net,
+        lr = a.lr_net if a.lr_net is not None else meta.get("lr_net", 0.01)
+        cfg = EvalConfig(epochs=a.epoch_eval_train, num_eval=a.num_eval, device=device, lr=lr,
                          dsa=DSA() if a.dsa else None, seed=a.seed, progress=a.progress)
         pool = get_eval_pool(a.eval_mode, model)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")

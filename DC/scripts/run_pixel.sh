@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# pixel + gradient matching (DC). Flags not given take their paper defaults from hyper_params.py; anything
+# passed to this script is added to (and overrides) the command line, e.g.
+#   bash run_pixel.sh --dataset CIFAR10 --ipc 10 --device cuda
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
+exec "$PY" DC/main_DC.py --synset pixel --dataset "${DATASET:-CIFAR10}" --ipc "${IPC:-1}" --model ConvNet "$@"

@@ -1,0 +1,151 @@
+"""Train expert networks on real data and save their trajectories for trajectory matching (TM).
+
+    python TM/buffer.py --dataset CIFAR10 --model ConvNet --zca --num_experts 100 --train_epochs 50
+
+Each expert is a fresh --model trained by SGD (--lr_teacher, --mom, --l2, batches of --batch_train, DSA)
+for --train_epochs epochs; its flat parameters after every epoch (and at initialisation) are kept, and every
+--save_interval experts are written to {buffer_path}/{dataset}[/{subset}][_NO_ZCA]/{model}/replay_buffer_{n}.pt.
+A rerun keeps the complete files already there and continues with the next expert and file index; expert
+i's seeds derive from --seed and i, so the experts do not depend on how the work was split across runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from tqdm.auto import tqdm
+
+from common.args import Bool, FrozenArgs, native_res
+from common.augment import DEFAULT_STRATEGY, DSA
+from common.cli import run_main
+from common.data import DATASETS
+from common.distill import load_real
+from common.errors import UserError, choice_error
+from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
+                            save_expert_file, train_expert)
+from common.networks import get_network, list_networks
+from common.paths import expert_dir
+from common.utils import DEVICES, derive_seed, resolve_device
+
+
+def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    g = p.add_argument_group("data and network (as in the TM runs that will use the experts)")
+    g.add_argument("--dataset", default="FashionMNIST", help=f"one of {', '.join(DATASETS)}")
+    g.add_argument("--subset", default=None, help="ImageNet subset (imagenette, imagewoof, ...)")
+    g.add_argument("--res", type=int, default=None, help="resolution (None: the dataset's own; ImageNet 128)")
+    g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
+    g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
+    g.add_argument("--data_path", default="data")
+    g.add_argument("--n_train_per_class", type=int, default=None, help="train on only this many images per class")
+    g.add_argument("--n_test", type=int, default=None, help="test accuracy on only this many test images")
+    g = p.add_argument_group("experts")
+    g.add_argument("--buffer_path", default="buffers", help="root of the expert folders")
+    g.add_argument("--num_experts", type=int, default=100)
+    g.add_argument("--train_epochs", type=int, default=50)
+    g.add_argument("--lr_teacher", type=float, default=0.01, help="SGD learning rate of the experts")
+    g.add_argument("--mom", type=float, default=0.0, help="SGD momentum")
+    g.add_argument("--l2", type=float, default=0.0, help="weight decay")
+    g.add_argument("--batch_train", type=int, default=256)
+    g.add_argument("--dsa", action=Bool, default=True, help="differentiable siamese augmentation")
+    g.add_argument("--dsa_strategy", default=DEFAULT_STRATEGY)
+    g.add_argument("--save_interval", type=int, default=10, help="experts per replay_buffer_{n}.pt")
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto", choices=DEVICES)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--progress", action=Bool, default=True)
+    return p
+
+
+def resolve_buffer_args(a: argparse.Namespace) -> FrozenArgs:
+    if a.dataset not in DATASETS:
+        raise choice_error("dataset", a.dataset, DATASETS)
+    if a.model not in list_networks():
+        raise choice_error("model", a.model, list_networks())
+    for k in ("num_experts", "train_epochs", "batch_train", "save_interval"):
+        if getattr(a, k) < 1:
+            raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
+    if a.lr_teacher <= 0:
+        raise UserError(f"--lr_teacher must be > 0, got {a.lr_teacher}")
+    values = dict(vars(a))
+    values["res"] = a.res or native_res(a.dataset)
+    values["subset"] = a.subset if a.dataset == "ImageNet" else None
+    return FrozenArgs(**values).freeze()
+
+
+def header_for(args, real, net) -> dict:
+    layout = ParamLayout.of(net)
+    return dict(dataset=args.dataset, subset=args.subset, res=args.res, model=args.model, channel=real.channel,
+                num_classes=real.num_classes, im_size=list(real.im_size), num_params=layout.num_params,
+                param_shapes=layout.as_list(), zca=args.zca, train_epochs=args.train_epochs,
+                lr_teacher=args.lr_teacher, mom=args.mom, l2=args.l2, batch_train=args.batch_train,
+                dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed)
+
+
+def existing_experts(folder: str, header: dict) -> tuple[int, int]:
+    """(experts already there, next file index); UserError if a file is unreadable or has another recipe."""
+    files = numbered_files(folder)
+    count = 0
+    for _, path in files:
+        obj = read_expert_file(path, mmap=True)
+        diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in RECIPE_KEYS if obj.get(k) != header[k]]
+        if diff:
+            raise UserError(f"{path} holds experts made with {', '.join(diff)}; continue with the same flags, or "
+                            f"use another --buffer_path (or delete that folder)")
+        count += len(obj["trajectories"])
+    return count, (files[-1][0] + 1 if files else 0)
+
+
+def main(argv=None) -> str:
+    args = resolve_buffer_args(add_buffer_args(argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)).parse_args(argv))
+    device = resolve_device(args.device)
+    folder = expert_dir(args)
+    real = load_real(args).to(device)
+    header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
+    done, next_file = existing_experts(folder, header)
+    os.makedirs(folder, exist_ok=True)
+
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
+        tqdm.write(line)
+        with open(os.path.join(folder, "log.txt"), "a") as f:
+            f.write(line + "\n")
+
+    if done >= args.num_experts:
+        log(f"{folder} already holds {done} experts (>= --num_experts {args.num_experts}); nothing to do")
+        return folder
+    log(f"training experts {done}..{args.num_experts - 1} of {args.model} on {args.dataset} "
+        f"({len(real.labels_train)} images, {args.train_epochs} epochs, lr {args.lr_teacher}, "
+        f"{header['num_params']} parameters) into {folder}" + (f"; keeping {done} from earlier runs" if done else ""))
+    dsa = DSA(args.dsa_strategy) if args.dsa else None
+    bar = tqdm(total=(args.num_experts - done) * args.train_epochs, desc="experts", disable=not args.progress,
+               mininterval=1)
+    trajectories, indices, accs = [], [], []
+    for i in range(done, args.num_experts):
+        t = time.time()
+
+        def on_epoch(epoch, acc, i=i):
+            bar.update(1)
+            bar.set_postfix(expert=i, epoch=epoch + 1, test_acc=f"{100 * acc:.1f}%")
+
+        traj, acc = train_expert(args.model, real, args.train_epochs, args.lr_teacher, args.mom, args.l2,
+                                 args.batch_train, dsa, derive_seed(args.seed, "expert", i), device, on_epoch)
+        trajectories.append(traj)
+        indices.append(i)
+        accs.append(acc)
+        log(f"expert {i}: test accuracy {100 * acc:.2f}% after {args.train_epochs} epochs ({time.time() - t:.0f}s)")
+        if len(trajectories) == args.save_interval or i == args.num_experts - 1:
+            while os.path.exists(os.path.join(folder, file_name(next_file))):  # written meanwhile by another run
+                next_file += 1
+            path = os.path.join(folder, file_name(next_file))
+            save_expert_file(path, header, trajectories, indices, accs)
+            log(f"saved {path} (experts {indices[0]}..{indices[-1]})")
+            trajectories, indices, accs = [], [], []
+            next_file += 1
+    bar.close()
+    return folder
+
+
+if __name__ == "__main__":
+    run_main(main)

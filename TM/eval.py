@@ -1,0 +1,9 @@
+"""Evaluate a distilled set (or the random-real baseline) and export it as PNGs; see --help.
+
+A TM run's synset_best.pt carries the learned step size, which is the default evaluation learning rate.
+"""
+from common.cli import run_main
+from common.eval_main import main
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,163 @@
+"""Trajectory matching (Cazenavette et al., CVPR 2022), as DDiF and FreD use it.
+
+Each iteration picks an expert trajectory and a start epoch ``s < max_start_epoch``, starts a student at
+the expert's parameters of epoch ``s``, and trains it for ``syn_steps`` differentiable SGD steps on
+batches of ``batch_syn`` synthetic instances (DSA on each batch) with a learnable step size ``syn_lr``.
+The loss is ``||theta_student - theta_target||^2 / ||theta_start - theta_target||^2`` with theta_target the
+expert at epoch ``s + expert_epochs``; it is back-propagated through all the student's steps into the
+synthetic set (its own optimiser) and into ``syn_lr`` (SGD, lr ``lr_lr``, momentum 0.5, kept >= 0.001).
+
+The student is one flat parameter vector; each step runs the network with
+:func:`torch.func.functional_call` on that vector cut into the parameter shapes. Only the sampled
+instances are decoded (``synset.get(indices)``), so a DDiF field that was not sampled gets no gradient
+and :class:`~common.optim.FieldAdam` leaves it untouched.
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from .args import Bool
+from .errors import UserError
+from .experts import ParamLayout, load_experts
+from .networks import get_network
+from .paths import expert_dir
+from .utils import derive_seed
+
+MIN_SYN_LR = 1e-3  # the learnable step size is clipped to at least this after each update
+LR_MOMENTUM = 0.5
+
+
+def add_tm_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    g = p.add_argument_group("trajectory matching")
+    g.add_argument("--buffer_path", default="buffers", help="root of the expert folders (TM/buffer.py)")
+    g.add_argument("--syn_steps", type=int, default=None, help="student steps on synthetic data per iteration")
+    g.add_argument("--expert_epochs", type=int, default=None, help="expert epochs the student steps must cover")
+    g.add_argument("--max_start_epoch", type=int, default=None, help="start epochs are drawn from [0, this)")
+    g.add_argument("--lr_lr", type=float, default=None, help="learning rate of the learnable step size")
+    g.add_argument("--lr_teacher", type=float, default=None, help="initial learnable step size")
+    g.add_argument("--load_all", action=Bool, default=False,
+                   help="read every expert into memory (default: memory-map the files)")
+    g.add_argument("--max_files", type=int, default=0, help="use only the first this many expert files (0: all)")
+    g.add_argument("--max_experts", type=int, default=0, help="use only the first this many experts per file (0: all)")
+    return p
+
+
+def check_tm_args(args) -> None:
+    for k in ("syn_steps", "expert_epochs", "max_start_epoch"):
+        if getattr(args, k) < 1:
+            raise UserError(f"--{k} must be >= 1, got {getattr(args, k)}")
+    for k in ("max_files", "max_experts"):
+        if getattr(args, k) < 0:
+            raise UserError(f"--{k} must be >= 0 (0: all), got {getattr(args, k)}")
+    if args.lr_teacher <= 0 or args.lr_lr < 0:
+        raise UserError(f"--lr_teacher must be > 0 and --lr_lr >= 0, got {args.lr_teacher} and {args.lr_lr}")
+
+
+def batch_schedule(n: int, batch: int, steps: int, generator: torch.Generator) -> list[Tensor]:
+    """Index batches for ``steps`` student steps: a random permutation of the ``n`` instances cut into
+    batches of ``batch`` (0: all), a new permutation whenever one is used up (the last batch may be smaller)."""
+    batch = n if not batch or batch > n else batch
+    out: list[Tensor] = []
+    while len(out) < steps:
+        out += list(torch.randperm(n, generator=generator).split(batch))
+    return out[:steps]
+
+
+def unroll_student(net, layout: ParamLayout, theta: Tensor, syn_lr: Tensor, synset, batches: Sequence[Tensor],
+                   dsa=None, dsa_seeds: Optional[Sequence[int]] = None) -> Tensor:
+    """``len(batches)`` differentiable SGD steps of the student ``theta`` on the synthetic set; returns the
+    final parameters, a function of ``theta``, ``syn_lr`` and the synthetic set's parameters."""
+    if not theta.requires_grad:
+        theta = theta.detach().requires_grad_(True)
+    for s, idx in enumerate(batches):
+        x, y = synset.get(idx.to(synset.labels.device))
+        if dsa is not None:
+            x = dsa(x, dsa_seeds[s])
+        logits = functional_call(net, layout.unflatten(theta), (x,))
+        ce = F.cross_entropy(logits, y)
+        grad, = torch.autograd.grad(ce, theta, create_graph=True)
+        theta = theta - syn_lr * grad
+    return theta
+
+
+def tm_loss(theta_end: Tensor, theta_start: Tensor, theta_target: Tensor) -> Tensor:
+    """||end - target||^2 / ||start - target||^2."""
+    return (theta_end - theta_target).square().sum() / (theta_start - theta_target).square().sum()
+
+
+class TrajectoryMatching:
+    """The TM objective for :func:`common.distill.run_distillation`."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        args, real, device = ctx.args, ctx.real, ctx.device
+        check_tm_args(args)
+        self.net = get_network(args.model, real.channel, real.num_classes, real.im_size).to(device).train()
+        for p in self.net.parameters():  # replaced by the student's vector in every call
+            p.requires_grad_(False)
+        self.layout = ParamLayout.of(self.net)
+        expect = dict(channel=real.channel, num_classes=real.num_classes, im_size=list(real.im_size),
+                      num_params=self.layout.num_params)
+        self.experts = load_experts(expert_dir(args), args, args.load_all, args.max_files, args.max_experts,
+                                    expect=expect, min_epochs=args.max_start_epoch - 1 + args.expert_epochs)
+        ctx.record.log(f"TM: {self.experts.describe()}; {args.syn_steps} student steps on batches of "
+                       f"{args.batch_syn or 'all'} of {ctx.synset.n_total} instances, start epoch < "
+                       f"{args.max_start_epoch}, target {args.expert_epochs} epochs later; evaluation uses the "
+                       f"learned step size")
+        self.syn_lr = torch.tensor(float(args.lr_teacher), device=device, requires_grad=True)
+        self.lr_optimizer = torch.optim.SGD([self.syn_lr], lr=args.lr_lr, momentum=LR_MOMENTUM)
+        self.min_lr = min(MIN_SYN_LR, float(args.lr_teacher))
+
+    # -- what one iteration uses: a pure function of (seed, iteration), so a resumed run continues alike --
+    def choose(self, it: int) -> tuple[int, int]:
+        """(expert, start epoch) of iteration ``it``: the experts in a fresh random order every round."""
+        seed, n = self.ctx.args.seed, len(self.experts)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "experts", it // n)))
+        g = torch.Generator().manual_seed(derive_seed(seed, "start", it))
+        start = int(torch.randint(self.ctx.args.max_start_epoch, (1,), generator=g))
+        return int(order[it % n]), start
+
+    def batches(self, it: int) -> list[Tensor]:
+        args = self.ctx.args
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "batches", it))
+        return batch_schedule(self.ctx.synset.n_total, args.batch_syn, args.syn_steps, g)
+
+    def step(self, it: int) -> float:
+        ctx, args = self.ctx, self.ctx.args
+        k, start = self.choose(it)
+        theta_start, theta_target = (t.to(ctx.device) for t in
+                                     self.experts.pair(k, start, start + args.expert_epochs))
+        seeds = [derive_seed(args.seed, "dsa", it, s) for s in range(args.syn_steps)]
+        theta_end = unroll_student(self.net, self.layout, theta_start, self.syn_lr, ctx.synset, self.batches(it),
+                                   ctx.dsa, seeds)
+        loss = tm_loss(theta_end, theta_start, theta_target)
+        ctx.optimizer.zero_grad(set_to_none=True)
+        self.lr_optimizer.zero_grad(set_to_none=True)
+        torch.autograd.backward(loss, inputs=[*ctx.synset.trainable(), self.syn_lr])
+        ctx.optimizer.step()
+        self.lr_optimizer.step()
+        with torch.no_grad():
+            self.syn_lr.clamp_(min=self.min_lr)
+        return loss.item()
+
+    # -- what run_distillation asks of an objective --------------------------------------------------------
+    def eval_lr(self) -> float:
+        """The learning rate evaluation networks train with: the learned step size (as in MTT)."""
+        return float(self.syn_lr.detach())
+
+    def metrics(self) -> dict:
+        return {"syn_lr": float(self.syn_lr.detach())}
+
+    def state_dict(self) -> dict:
+        return {"syn_lr": self.syn_lr.detach().cpu(), "lr_optimizer": self.lr_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.syn_lr.copy_(state["syn_lr"])
+        self.lr_optimizer.load_state_dict(state["lr_optimizer"])

@@ -1,0 +1,270 @@
+"""TM end to end on a real Fashion-MNIST subset: expert files, resumable buffer, TM steps, DDiF fields that
+were not sampled, the gradient against finite differences, the shipped scripts and bad inputs."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from common.args import build_parser, resolve_args
+from common.augment import DSA
+from common.cli import run_main
+from common.data import DEBIAN_FASHION_MNIST
+from common.distill import build_context, initialise
+from common.errors import UserError
+from common.evaluate import test_accuracy as accuracy_of
+from common.experts import ParamLayout, load_experts, read_expert_file
+from common.networks import get_network
+from common.synsets import DDiF, load_checkpoint
+from common.tm import TrajectoryMatching, add_tm_args, tm_loss, unroll_student
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
+                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
+         "--no-progress", "--device", "cpu"]
+BUFFER = ["--num_experts", "2", "--train_epochs", "2", "--save_interval", "1", "--batch_train", "128"]
+TM_SMALL = ["--syn_steps", "3", "--expert_epochs", "1", "--max_start_epoch", "2", "--num_eval", "1",
+            "--epoch_eval_train", "1", "--epochs_init", "100", "--no-eval_at_start"]
+FOLDER = Path("FashionMNIST_NO_ZCA") / "ConvNetW32"
+
+
+def cli(*args):
+    # passive OpenMP waits: on a CPU shared with other jobs, spinning threads make the runs many times slower
+    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread in this process (the same reason as OMP_WAIT_POLICY above); restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """Two experts of two epochs (one per file), and a DDiF warm-start cache shared by the tests."""
+    from TM.buffer import main
+    root = tmp_path_factory.mktemp("tm")
+    main(SMALL + BUFFER + ["--buffer_path", str(root / "buffers")])
+    return root
+
+
+def tm_args(work, tmp_path, *extra):
+    argv = SMALL + TM_SMALL + ["--buffer_path", str(work / "buffers"), "--init_cache", str(work / "cache"),
+                               "--save_path", str(tmp_path / "runs"), *extra]
+    return resolve_args(build_parser("", add_tm_args).parse_args(argv), "TM", log=lambda m: None)
+
+
+def tm_objective(work, tmp_path, *extra) -> TrajectoryMatching:
+    args = tm_args(work, tmp_path, *extra)
+    ctx = build_context(args)
+    initialise(args, ctx.synset, ctx.real, ctx.record)
+    ctx.optimizer = ctx.synset.make_optimizer()
+    return TrajectoryMatching(ctx)
+
+
+def test_buffer_writes_trajectories_that_reload(work):
+    folder = work / "buffers" / FOLDER
+    net = get_network("ConvNetW32", 1, 10, (28, 28))
+    layout = ParamLayout.of(net)
+    for n in (0, 1):
+        obj = read_expert_file(str(folder / f"replay_buffer_{n}.pt"))
+        assert (obj["dataset"], obj["model"], obj["num_params"], obj["train_epochs"]) == \
+            ("FashionMNIST", "ConvNetW32", layout.num_params, 2)
+        assert obj["expert_indices"] == [n] and len(obj["trajectories"]) == 1
+        traj = obj["trajectories"][0]
+        assert traj.shape == (3, layout.num_params) and traj.dtype == torch.float32
+        assert not torch.equal(traj[0], traj[2])
+    # the flat order is net.parameters(): the last row loaded into the network gives the logged accuracy
+    from common.distill import load_real
+    real = load_real(tm_args(work, work))
+    net.load_state_dict({k: v.clone() for k, v in layout.unflatten(traj[2]).items()})
+    assert accuracy_of(net, real.images_test, real.labels_test) == obj["test_acc"][0]
+    args = tm_args(work, work)
+    for load_all in (False, True):
+        experts = load_experts(str(folder), args, load_all=load_all, min_epochs=2)
+        assert len(experts) == 2 and experts.train_epochs == 2
+        a, b = experts.pair(1, 0, 2)
+        assert torch.equal(a, traj[0]) and torch.equal(b, traj[2])
+    assert len(load_experts(str(folder), args, max_files=1)) == 1
+    with pytest.raises(UserError, match="num_params 24138, but"):
+        load_experts(str(folder), args, expect={"num_params": 5})
+
+
+def test_buffer_rerun_keeps_complete_files_and_continues(work, tmp_path):
+    from TM.buffer import main
+    shutil.copytree(work / "buffers", tmp_path / "buffers")
+    folder = tmp_path / "buffers" / FOLDER
+    (folder / "replay_buffer_7.pt.tmp123").write_bytes(b"half-written")  # a crash leftover: ignored
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("replay_buffer_*.pt")}
+    base = SMALL + ["--train_epochs", "2", "--save_interval", "1", "--batch_train", "128",
+                    "--buffer_path", str(tmp_path / "buffers")]
+    main(base + ["--num_experts", "2"])  # complete: nothing to do
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in folder.glob("replay_buffer_*.pt")} == before
+    main(base + ["--num_experts", "3"])  # one more expert, in the next file
+    for name, (mtime, data) in before.items():
+        assert (folder / name).stat().st_mtime_ns == mtime and (folder / name).read_bytes() == data
+    new = read_expert_file(str(folder / "replay_buffer_2.pt"))
+    assert new["expert_indices"] == [2] and new["trajectories"][0].shape[0] == 3
+    assert "nothing to do" in (folder / "log.txt").read_text()
+    with pytest.raises(UserError, match="train_epochs 2 \\(now 3\\)"):
+        main(SMALL + ["--train_epochs", "3", "--num_experts", "4", "--buffer_path", str(tmp_path / "buffers")])
+
+
+def test_tm_steps_change_the_set_and_the_step_size(work, tmp_path):
+    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "20", "--lr_lr", "1e-3")
+    synset = obj.ctx.synset
+    before = [p.detach().clone() for p in synset.trainable()]
+    losses = [obj.step(it) for it in range(3)]
+    assert all(0 < l < 10 for l in losses), losses
+    assert any(not torch.equal(a, b) for a, b in zip(before, synset.trainable()))
+    assert obj.metrics()["syn_lr"] != 0.01 and obj.eval_lr() == obj.metrics()["syn_lr"] >= 1e-3
+    assert [obj.choose(it)[0] for it in range(2)] in ([0, 1], [1, 0])  # every expert once per round
+
+
+def test_unsampled_ddif_fields_do_not_move(work, tmp_path):
+    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "4", "--syn_steps", "2")
+    synset = obj.ctx.synset
+    sampled = torch.cat(obj.batches(0)).unique()
+    assert 0 < len(sampled) <= 8 < synset.n_total
+    rest = torch.ones(synset.n_total, dtype=torch.bool)
+    rest[sampled] = False
+    before = [p.detach().clone() for p in synset.trainable()]
+    obj.step(0)
+    for a, p in zip(before, synset.trainable()):
+        assert torch.equal(a[rest], p.detach()[rest])
+        assert (a[sampled] != p.detach()[sampled]).flatten(1).any(1).all()
+    state = obj.ctx.optimizer.state[synset.weights[0]]
+    assert state["step"][rest].eq(0).all() and state["step"][sampled].eq(1).all()
+
+
+def test_tm_gradient_matches_finite_differences():
+    """d(TM loss)/d(one DDiF field weight) and d/d(syn_lr), float64, central differences."""
+    torch.manual_seed(0)
+    synset = DDiF(2, 1, (8, 8), ipc=2, layer_size=4).double()  # 3 fields of 37 parameters per class
+    net = get_network("ConvNetW32", 1, 2, (8, 8)).double()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layout = ParamLayout.of(net)
+    theta_start = torch.cat([p.reshape(-1) for p in net.parameters()])
+    theta_target = theta_start + 0.01 * torch.randn_like(theta_start)
+    syn_lr = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    batches = [torch.tensor([0, 2, 3]), torch.tensor([1, 4, 5]), torch.tensor([0, 5])]
+    dsa, seeds = DSA(), [11, 12, 13]
+
+    def loss():
+        end = unroll_student(net, layout, theta_start, syn_lr, synset, batches, dsa, seeds)
+        return tm_loss(end, theta_start, theta_target)
+
+    w = synset.weights[1]
+    grad_w, grad_lr = torch.autograd.grad(loss(), [w, syn_lr])
+    h = 1e-6
+    for param, index, analytic in ((w, (2, 1, 3), grad_w[2, 1, 3]), (syn_lr, (), grad_lr)):
+        with torch.no_grad():
+            v = param[index].item()
+            param[index] = v + h
+        up = loss().item()
+        with torch.no_grad():
+            param[index] = v - h
+        down = loss().item()
+        with torch.no_grad():
+            param[index] = v
+        numeric = (up - down) / (2 * h)
+        assert abs(analytic.item()) > 1e-6
+        assert analytic.item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+
+
+def test_run_records_syn_lr_resumes_exactly_and_eval_uses_it(work, tmp_path, monkeypatch):
+    from TM.main_TM import main
+    base = SMALL + TM_SMALL + ["--synset", "pixel", "--buffer_path", str(work / "buffers"), "--save_path",
+                               str(tmp_path / "runs"), "--eval_it", "100", "--lr_lr", "1e-3", "--save_it", "1"]
+    main(base + ["--Iteration", "3", "--exp_name", "straight"])
+    main(base + ["--Iteration", "2", "--exp_name", "split"])
+    main(base + ["--Iteration", "3", "--exp_name", "split", "--resume"])
+    runs = tmp_path / "runs" / "TM" / "FashionMNIST"
+    a, b = (load_checkpoint(str(runs / n / "checkpoint.pt")) for n in ("straight", "split"))
+    assert a["iteration"] == b["iteration"] == 3
+    assert torch.equal(a["synset"]["state"]["images"], b["synset"]["state"]["images"])
+    assert a["objective"]["syn_lr"] == b["objective"]["syn_lr"] != 0.01
+    rows = [json.loads(l) for l in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 3 and rows[-1]["syn_lr"] == pytest.approx(a["objective"]["syn_lr"].item())
+    best = load_checkpoint(str(runs / "straight" / "synset_best.pt"))
+    assert best["meta"]["lr_net"] == best["meta"]["metrics"]["syn_lr"] == rows[-1]["syn_lr"]
+    import common.eval_main as eval_main
+    seen = {}
+
+    def fake_pool(models, images, labels, real, cfg, tag=0):
+        seen["lr"] = cfg.lr
+        return {m: (0.5, 0.0) for m in models}
+    monkeypatch.setattr(eval_main, "evaluate_pool", fake_pool)
+    eval_main.main(["--ckpt", str(runs / "straight" / "synset_best.pt"), "--no-progress", "--n_test", "100"])
+    assert seen["lr"] == rows[-1]["syn_lr"]
+
+
+@pytest.mark.parametrize("script", ["run_buffer.sh", "run_DDiF.sh", "run_FreD.sh", "run_pixel.sh"])
+def test_shipped_scripts_run_with_small_overrides(work, tmp_path, script):
+    small = SMALL + ["--no-zca", "--buffer_path", str(tmp_path / "buffers")]
+    if script == "run_buffer.sh":
+        r = cli("bash", f"TM/scripts/{script}", *small, "--num_experts", "1", "--train_epochs", "1")
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / "buffers" / FOLDER / "replay_buffer_0.pt").is_file()
+        return
+    shutil.copytree(work / "buffers", tmp_path / "buffers")
+    r = cli("bash", f"TM/scripts/{script}", *small, *TM_SMALL, "--syn_steps", "2", "--batch_syn", "10",
+            "--Iteration", "1", "--save_path", str(tmp_path / "runs"), "--init_cache", str(work / "cache"))
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.glob("runs/TM/FashionMNIST/*/synset_best.pt"))
+
+
+def copy_experts(work, root, model="ConvNetW32", **header):
+    folder = root / "FashionMNIST_NO_ZCA" / model
+    folder.mkdir(parents=True)
+    for p in (work / "buffers" / FOLDER).glob("replay_buffer_*.pt"):
+        obj = torch.load(p, weights_only=True)
+        obj.update(header)
+        torch.save(obj, folder / p.name)
+
+
+@pytest.mark.parametrize("case,flags,expect", [
+    ("none", ["--buffer_path", "{tmp}/nothing"], "expert folder {tmp}/nothing/FashionMNIST_NO_ZCA/ConvNetW32 "
+     "does not exist; build the experts first with: bash TM/scripts/run_buffer.sh --dataset FashionMNIST "
+     "--model ConvNetW32 --no-zca --buffer_path {tmp}/nothing"),
+    ("model", ["--model", "ConvNetW64"], "were built for model 'ConvNetW32', not 'ConvNetW64'"),
+    ("dataset", [], "were built for dataset 'MNIST', not 'FashionMNIST'"),
+    ("short", ["--max_start_epoch", "3", "--expert_epochs", "2"], "were trained 2 epochs; this run needs 4"),
+])
+def test_bad_inputs_give_one_clear_line(work, tmp_path, capsys, case, flags, expect):
+    from TM.main_TM import main
+    root = tmp_path / "buffers"
+    if case == "model":
+        copy_experts(work, root, "ConvNetW64")
+    elif case == "dataset":
+        copy_experts(work, root, dataset="MNIST")
+    elif case == "short":
+        shutil.copytree(work / "buffers", root)
+    argv = SMALL + TM_SMALL + ["--synset", "pixel", "--save_path", str(tmp_path / "runs"), "--buffer_path",
+                               str(root)] + [f.format(tmp=tmp_path) for f in flags]
+    with pytest.raises(SystemExit) as e:
+        run_main(lambda: main(argv))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.startswith("error:") and len(err.splitlines()) == 1, err
+    assert expect.format(tmp=tmp_path) in err
+    assert not (tmp_path / "runs").exists()  # caught before any data loading or run folder
+
+
+def test_bad_input_from_the_command_line(tmp_path):
+    r = cli(sys.executable, "TM/main_TM.py", *SMALL, "--buffer_path", str(tmp_path / "nothing"))
+    assert r.returncode == 2 and r.stderr.startswith("error: expert folder") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = cli(sys.executable, "TM/buffer.py", "--model", "ConvNetXL")
+    assert r.returncode == 2 and "unknown model 'ConvNetXL'" in r.stderr and "Traceback" not in r.stderr
