@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .dm import sample_indices
+from .dm import class_batches
 from .errors import UserError
 from .networks import get_network
 from .utils import derive_seed
@@ -129,12 +129,7 @@ def class_distances(net, real, synset, batch_real: int, batch_syn: int, dsa, see
                     create_graph: bool = True):
     """Yield (class, gradient distance of that class) for one outer step of ``net``."""
     params = matched_parameters(net)
-    for c in range(real.num_classes):
-        img_real = real.get_images(c, batch_real, generator)
-        img_syn, _ = synset.get(sample_indices(synset.class_indices(c), batch_syn, generator))
-        if dsa is not None:
-            s = derive_seed(seed, c)
-            img_real, img_syn = dsa(img_real, s), dsa(img_syn, s)
+    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator):
         yield c, class_distance(net, params, img_real, img_syn, c, create_graph)
 
 

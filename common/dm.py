@@ -22,14 +22,21 @@ def sample_indices(idx: torch.Tensor, n: int, generator: torch.Generator) -> tor
     return idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
 
 
-def class_losses(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
-    """Yield (class, DM loss of that class): squared distance of mean real and mean synthetic embeddings."""
+def class_batches(real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
+    """Yield (class, real batch, decoded synthetic batch) for every class, both augmented by the same DSA
+    transform (seed derived from ``seed`` and the class). Shared by DM and DC."""
     for c in range(real.num_classes):
         img_real = real.get_images(c, batch_real, generator)
         img_syn, _ = synset.get(sample_indices(synset.class_indices(c), batch_syn, generator))
         if dsa is not None:
             s = derive_seed(seed, c)
             img_real, img_syn = dsa(img_real, s), dsa(img_syn, s)
+        yield c, img_real, img_syn
+
+
+def class_losses(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
+    """Yield (class, DM loss of that class): squared distance of mean real and mean synthetic embeddings."""
+    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator):
         with torch.no_grad():
             mean_real = net.embed(img_real).mean(0)
         yield c, (mean_real - net.embed(img_syn).mean(0)).square().sum()
