@@ -23,7 +23,6 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CASES = {  # name: (synset, classes, channel, size, ipc, DDiF layer_size, table syn_steps, batch_syn)
     "fmnist_ipc1_ddif": ("ddif", 10, 1, (28, 28), 1, 6, 50, 0),
@@ -46,7 +45,6 @@ def available_bytes() -> int:
 
 
 def child(case: str, syn_steps: int, batch_syn: int, device: str, model: str) -> dict:
-    sys.path.insert(0, REPO)
     import torch
 
     from common.augment import DSA
