@@ -66,7 +66,7 @@ ROWS: dict[tuple, dict] = {
     # ours: Fashion-MNIST with DM
     ("DM", "FashionMNIST", 28, 1): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
     ("DM", "FashionMNIST", 28, 10): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
-    # ours: Fashion-MNIST with DC; checked at ipc 1 only (fixed-network matching loss over 80 iterations); the
+    # ours: Fashion-MNIST with DC; checked at ipc 1 only (matching loss on fixed networks after 60-80 iterations); the
     # DC defaults lr_nf 5e-5 (ImageNette) barely move the fields and FreD's lr_freq 1e3 raises the loss here
     ("DC", "FashionMNIST", 28, 1): dict(lr_nf=1e-3, lr_freq=10.0),
     ("DC", "FashionMNIST", 28, 10): dict(lr_nf=1e-3, lr_freq=10.0),
