@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from .dm import class_batches
 from .errors import UserError
+from .evaluate import train_epoch
 from .networks import get_network
 from .utils import derive_seed
 
@@ -154,16 +155,7 @@ def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images:
     net.train()
     g = torch.Generator().manual_seed(seed)
     for e in range(epochs):
-        order = torch.randperm(len(images), generator=g).to(images.device)
-        for b, start in enumerate(range(0, len(images), BATCH_TRAIN)):
-            idx = order[start:start + BATCH_TRAIN]
-            x = images[idx]
-            if dsa is not None:
-                x = dsa(x, derive_seed(seed, e, b))
-            loss = F.cross_entropy(net(x), labels[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        train_epoch(net, optimizer, images, labels, BATCH_TRAIN, dsa, g, derive_seed(seed, e))
 
 
 class GradientMatching:

@@ -44,6 +44,23 @@ def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 1
     return correct / max(1, len(images))
 
 
+def train_epoch(net: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor, labels: Tensor, batch: int,
+                dsa, generator: torch.Generator, seed: int) -> None:
+    """One shuffled pass over (images, labels) in batches of ``batch``: cross-entropy, an optimiser step per
+    batch, DSA on every batch when ``dsa`` (batch b seeded by ``derive_seed(seed, b)``). The order is drawn
+    from ``generator``. Shared by evaluation, DC's inner loop and the expert trajectories."""
+    order = torch.randperm(len(images), generator=generator).to(images.device)
+    for b, s in enumerate(range(0, len(images), batch)):
+        idx = order[s:s + batch]
+        x = images[idx]
+        if dsa is not None:
+            x = dsa(x, derive_seed(seed, b))
+        loss = F.cross_entropy(net(x), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
 def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfig, seed: int) -> nn.Module:
     """Train ``net`` on (images, labels) with the evaluation protocol; returns it in eval mode."""
     dev = cfg.device
@@ -53,16 +70,7 @@ def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfi
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[cfg.epochs // 2 + 1], gamma=0.1)
     g = torch.Generator().manual_seed(seed)
     for epoch in range(cfg.epochs):
-        order = torch.randperm(len(images), generator=g).to(dev)
-        for b, s in enumerate(range(0, len(images), cfg.batch)):
-            idx = order[s:s + cfg.batch]
-            x = images[idx]
-            if cfg.dsa is not None:
-                x = cfg.dsa(x, seed=derive_seed(seed, epoch, b))
-            loss = F.cross_entropy(net(x), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(net, opt, images, labels, cfg.batch, cfg.dsa, g, derive_seed(seed, epoch))
         sched.step()
     return net.eval()
 

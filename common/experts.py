@@ -236,9 +236,7 @@ def train_expert(model: str, real, epochs: int, lr: float, momentum: float, weig
     """Train a fresh ``model`` on the real training set by SGD (DSA on every batch when ``dsa``) and return
     its flat parameters after every epoch, (epochs + 1, P) with row 0 the initialisation, and its final test
     accuracy. ``on_epoch(epoch, test_acc)`` is called after each epoch. Every random draw comes from ``seed``."""
-    import torch.nn.functional as F
-
-    from .evaluate import test_accuracy
+    from .evaluate import test_accuracy, train_epoch
     from .networks import get_network
     from .utils import derive_seed
 
@@ -249,16 +247,7 @@ def train_expert(model: str, real, epochs: int, lr: float, momentum: float, weig
     x_all, y_all = real.images_train, real.labels_train
     trajectory, acc = [flat_params(net)], float("nan")
     for epoch in range(epochs):
-        perm = torch.randperm(len(y_all), generator=order).to(x_all.device)
-        for b, s in enumerate(range(0, len(perm), batch)):
-            idx = perm[s:s + batch]
-            x = x_all[idx]
-            if dsa is not None:
-                x = dsa(x, derive_seed(seed, "dsa", epoch, b))
-            loss = F.cross_entropy(net(x), y_all[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        train_epoch(net, opt, x_all, y_all, batch, dsa, order, derive_seed(seed, "dsa", epoch))
         trajectory.append(flat_params(net))
         acc = test_accuracy(net, real.images_test, real.labels_test)
         net.train()

@@ -12,15 +12,17 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
+from torch.autograd.function import once_differentiable
 from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..optim import FieldAdam
 from .base import SynSet, sample_real
 
-# Decode at most this many hidden activations (fields x points x width) per chunk.
+# Decode at most this many hidden activations (fields x points x width) per chunk: on a CPU small enough
+# for the chunk's activations to stay in cache, on a GPU large enough to keep it busy.
 CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS_CUDA = 1 << 26
 
 
 def params_per_field(dim_in: int, num_layers: int, layer_size: int, dim_out: int) -> int:
@@ -35,21 +37,75 @@ def coordinate_grid(size: Sequence[int], device=None) -> Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(size))
 
 
-def siren_forward(xt: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], w0_initial: float,
-                  w0: float) -> Tensor:
-    """Batched SIREN: coordinates xt (dim_in, P) shared by all fields -> (n, dim_out, P).
+def with_ones(coords: Tensor) -> Tensor:
+    """(dim_in, P) coordinates -> (dim_in + 1, P) with a row of ones, so the first layer's bias rides in its matmul."""
+    return torch.cat([coords, coords.new_ones(1, coords.shape[1])])
 
-    Activations are laid out (n, width, P) so the long point axis is innermost, and the frequency w0
-    is folded into the (small) weights instead of scaling the (large) activations.
+
+def siren_layers(xa: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], scales: Sequence[float],
+                 keep: bool = False):
+    """Batched SIREN forward: coordinates xa (dim_in + 1, P) (see with_ones) shared by all n fields -> (n, dim_out, P).
+
+    Layer i computes sin(scales[i] * (W_i h + b_i)), the last layer W h + b. Activations are laid out (n, width, P)
+    so the long point axis is innermost; the frequency is folded into the (small) weights, the first layer is
+    one matmul over all fields, and the sine runs in place. With ``keep`` it also returns, per hidden layer, the
+    activation sin(z) and cos(z), which siren_backward needs.
     """
-    h = xt.unsqueeze(0).expand(weights[0].shape[0], -1, -1)
+    n, width, p = weights[0].shape[0], weights[0].shape[1], xa.shape[1]
+    first = torch.cat([weights[0], biases[0].unsqueeze(-1)], dim=-1) * scales[0]
+    z = torch.mm(first.reshape(n * width, -1), xa).view(n, width, p)
+    hs, cs = [], []
+    for i in range(1, len(weights)):
+        if keep:
+            cs.append(torch.cos(z))
+        h = z.sin_()
+        if keep:
+            hs.append(h)
+        s = scales[i] if i < len(weights) - 1 else 1.0
+        z = torch.bmm(weights[i] * s, h).add_((biases[i] * s).unsqueeze(-1))
+    return z, hs, cs
+
+
+def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Sequence[float], hs: list, cs: list):
+    """Gradients of sum(g * out) with respect to the weights and biases, from siren_layers(..., keep=True)."""
     last = len(weights) - 1
-    for i, (w, b) in enumerate(zip(weights, biases)):
-        if i == last:
-            return torch.baddbmm(b.unsqueeze(2), w, h)
-        s = w0_initial if i == 0 else w0
-        h = torch.sin(torch.baddbmm((s * b).unsqueeze(2), s * w, h))
-    raise AssertionError("unreachable")
+    gw, gb = [None] * (last + 1), [None] * (last + 1)
+    gw[last], gb[last] = torch.bmm(g, hs[-1].transpose(1, 2)), g.sum(-1)
+    gh = torch.bmm(weights[last].transpose(1, 2), g)
+    for i in range(last - 1, -1, -1):
+        gz = gh.mul_(cs[i])  # gradient at the sine's input scales[i] * (W_i h + b_i)
+        if i == 0:
+            n, width, p = gz.shape
+            ga = torch.mm(gz.view(n * width, p), xa.T).view(n, width, -1).mul_(scales[0])
+            gw[0], gb[0] = ga[..., :-1], ga[..., -1]
+        else:
+            gw[i] = torch.bmm(gz, hs[i - 1].transpose(1, 2)).mul_(scales[i])
+            gb[i] = gz.sum(-1).mul_(scales[i])
+            gh = torch.bmm(weights[i].transpose(1, 2) * scales[i], gz)
+    return gw, gb
+
+
+class SirenDecode(torch.autograd.Function):
+    """One chunk of fields decoded without storing activations: the backward recomputes the forward (keeping
+    sin and cos of each hidden layer for this chunk only), so memory does not grow with the number of fields."""
+
+    @staticmethod
+    def forward(ctx, xa, scales, *params):
+        half = len(params) // 2
+        out, _, _ = siren_layers(xa, params[:half], params[half:], scales)
+        ctx.scales = scales
+        ctx.save_for_backward(xa, *params)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        xa, *params = ctx.saved_tensors
+        half = len(params) // 2
+        ws, bs = params[:half], params[half:]
+        _, hs, cs = siren_layers(xa, ws, bs, ctx.scales, keep=True)
+        gw, gb = siren_backward(g.contiguous(), xa, ws, ctx.scales, hs, cs)
+        return (None, None, *gw, *gb)
 
 
 class DDiF(SynSet):
@@ -75,7 +131,7 @@ class DDiF(SynSet):
         shapes = [(w, dim_in)] + [(w, w)] * (num_layers - 1) + [(dim_out, w)]
         self.weights = nn.ParameterList([nn.Parameter(torch.empty(n, o, i)) for o, i in shapes])
         self.biases = nn.ParameterList([nn.Parameter(torch.empty(n, o)) for o, _ in shapes])
-        self.register_buffer("coords", coordinate_grid(self.im_size).T.contiguous(), persistent=False)
+        self.register_buffer("coords", with_ones(coordinate_grid(self.im_size).T), persistent=False)
         self.register_buffer("_touched", torch.zeros(n, dtype=torch.bool), persistent=False)
         self.reset_parameters()
 
@@ -112,9 +168,13 @@ class DDiF(SynSet):
 
     # -- decoding -------------------------------------------------------------------------------
     def grid(self, res=None) -> Tensor:
-        """Coordinates (dim_in, prod(size)) of the decoding grid."""
+        """Coordinates of the decoding grid with a row of ones, (dim_in + 1, prod(size))."""
         size = self.output_size(res)
-        return self.coords if size == self.im_size else coordinate_grid(size, self.coords.device).T.contiguous()
+        return self.coords if size == self.im_size else with_ones(coordinate_grid(size, self.coords.device).T)
+
+    def scales(self) -> tuple:
+        """The frequency each sine layer multiplies by: w0_initial, then w0."""
+        return (float(self.w0_initial),) + (float(self.w0),) * (self.num_layers - 1)
 
     def _mark_touched(self, indices: Tensor):
         def hook(grad):
@@ -132,24 +192,15 @@ class DDiF(SynSet):
         bs = [b[indices] for b in self.biases]
         if ws[0].requires_grad:
             ws[0].register_hook(self._mark_touched(indices))
-        x = self.grid(res)
-        size = self.output_size(res)
-        return self._decode_chunked(x, ws, bs).view(len(indices), self.dim_out, *size)
+        xa, size = self.grid(res), self.output_size(res)
+        n, chunk, scales = len(indices), self.chunk_fields(xa.shape[1]), self.scales()
+        parts = [SirenDecode.apply(xa, scales, *[t[s:s + chunk] for t in ws + bs]) for s in range(0, n, chunk)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out.view(n, self.dim_out, *size)
 
     def chunk_fields(self, points: int) -> int:
-        return max(1, CHUNK_ELEMENTS // (points * self.layer_size))
-
-    def _decode_chunked(self, x: Tensor, ws: list, bs: list) -> Tensor:
-        n, chunk = ws[0].shape[0], self.chunk_fields(x.shape[1])
-        fn = lambda *p: siren_forward(x, p[: len(ws)], p[len(ws):], self.w0_initial, self.w0)
-        if n <= chunk:
-            return fn(*ws, *bs)
-        parts = []
-        recompute = torch.is_grad_enabled() and ws[0].requires_grad
-        for s in range(0, n, chunk):
-            p = [t[s:s + chunk] for t in ws + bs]
-            parts.append(checkpoint(fn, *p, use_reentrant=False) if recompute else fn(*p))
-        return torch.cat(parts)
+        limit = CHUNK_ELEMENTS_CUDA if self.coords.is_cuda else CHUNK_ELEMENTS
+        return max(1, limit // (points * self.layer_size))
 
     # -- training -------------------------------------------------------------------------------
     def make_optimizer(self, lr: Optional[float] = None) -> FieldAdam:
@@ -170,21 +221,29 @@ class DDiF(SynSet):
         self.reset_parameters(generator)
         opt = FieldAdam(self.trainable(), lr=lr)
         tgt = targets.flatten(2)  # (N, C, P)
-        x, n, chunk = self.coords, self.n_total, self.chunk_fields(self.coords.shape[1])
+        xa, n, chunk, scales = self.coords, self.n_total, self.chunk_fields(self.coords.shape[1]), self.scales()
+        params = list(self.weights) + list(self.biases)
+        for t in params:
+            t.grad = torch.zeros_like(t)
         bar = tqdm(range(steps), desc="DDiF warm start", disable=not progress, mininterval=2)
         loss_total = float("nan")
-        for step in bar:
-            opt.zero_grad(set_to_none=True)
-            total = 0.0
-            for s in range(0, n, chunk):
-                out = siren_forward(x, [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases],
-                                    self.w0_initial, self.w0)
-                # sum over fields of each field's own mean squared error
-                loss = (out - tgt[s:s + chunk]).square().mean(dim=(1, 2)).sum()
-                loss.backward()
-                total += loss.item() if step % 100 == 0 or step == steps - 1 else 0.0
-            opt.step()
-            if step % 100 == 0 or step == steps - 1:
-                loss_total = total / n
-                bar.set_postfix(mse=f"{loss_total:.4f}")
+        with torch.no_grad():
+            for step in bar:
+                total = 0.0
+                for s in range(0, n, chunk):
+                    ws, bs = [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases]
+                    out, hs, cs = siren_layers(xa, ws, bs, scales, keep=True)
+                    diff = out.sub_(tgt[s:s + chunk])
+                    if step % 100 == 0 or step == steps - 1:
+                        total += diff.square().mean(dim=(1, 2)).sum().item()
+                    # the loss is the sum over fields of each field's own mean squared error
+                    gw, gb = siren_backward(diff.mul_(2 / diff[0].numel()), xa, ws, scales, hs, cs)
+                    for t, g in zip(params, gw + gb):
+                        t.grad[s:s + chunk] = g
+                opt.step()
+                if step % 100 == 0 or step == steps - 1:
+                    loss_total = total / n
+                    bar.set_postfix(mse=f"{loss_total:.4f}")
+        for t in params:
+            t.grad = None
         return loss_total
