@@ -21,7 +21,7 @@ from .base import SynSet, sample_real
 
 # Decode at most this many hidden activations (fields x points x width) per chunk: on a CPU small enough
 # for the chunk's activations to stay in cache, on a GPU large enough to keep it busy.
-CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS = 1 << 21
 CHUNK_ELEMENTS_CUDA = 1 << 26
 
 
@@ -42,36 +42,60 @@ def with_ones(coords: Tensor) -> Tensor:
     return torch.cat([coords, coords.new_ones(1, coords.shape[1])])
 
 
+class Workspace:
+    """Scratch tensors reused by every chunk of one decode or warm start, forward and backward: the large
+    activations are allocated once instead of once per chunk (on a CPU every fresh large allocation costs
+    page faults, as much as the arithmetic here)."""
+
+    def __init__(self):
+        self.buffers: dict = {}
+
+    def get(self, name, shape, like: Tensor) -> Tensor:
+        numel = math.prod(shape)
+        buf = self.buffers.get(name)
+        if buf is None or buf.numel() < numel:
+            buf = self.buffers[name] = torch.empty(numel, dtype=like.dtype, device=like.device)
+        return buf[:numel].view(shape)
+
+
 def siren_layers(xa: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], scales: Sequence[float],
-                 keep: bool = False):
+                 keep: bool = False, work: Optional[Workspace] = None, out: Optional[Tensor] = None):
     """Batched SIREN forward: coordinates xa (dim_in + 1, P) (see with_ones) shared by all n fields -> (n, dim_out, P).
 
     Layer i computes sin(scales[i] * (W_i h + b_i)), the last layer W h + b. Activations are laid out (n, width, P)
     so the long point axis is innermost; the frequency is folded into the (small) weights, the first layer is
     one matmul over all fields, and the sine runs in place. With ``keep`` it also returns, per hidden layer, the
-    activation sin(z) and cos(z), which siren_backward needs.
+    activation sin(z) and cos(z), which siren_backward needs; these live in ``work`` (valid until its next use).
+    The output is written to ``out`` when given.
     """
+    work = Workspace() if work is None else work
     n, width, p = weights[0].shape[0], weights[0].shape[1], xa.shape[1]
     first = torch.cat([weights[0], biases[0].unsqueeze(-1)], dim=-1) * scales[0]
-    z = torch.mm(first.reshape(n * width, -1), xa).view(n, width, p)
+    z = torch.mm(first.reshape(n * width, -1), xa, out=work.get(("z", 0), (n * width, p), xa)).view(n, width, p)
     hs, cs = [], []
-    for i in range(1, len(weights)):
+    last = len(weights) - 1
+    for i in range(1, last + 1):
         if keep:
-            cs.append(torch.cos(z))
+            cs.append(torch.cos(z, out=work.get(("cos", i), z.shape, z)))
         h = z.sin_()
         if keep:
             hs.append(h)
-        s = scales[i] if i < len(weights) - 1 else 1.0
-        z = torch.bmm(weights[i] * s, h).add_((biases[i] * s).unsqueeze(-1))
+        if i == last:
+            z = torch.bmm(weights[i], h, out=out).add_(biases[i].unsqueeze(-1))
+        else:
+            z = torch.bmm(weights[i] * scales[i], h, out=work.get(("z", i), h.shape, h))
+            z.add_((biases[i] * scales[i]).unsqueeze(-1))
     return z, hs, cs
 
 
-def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Sequence[float], hs: list, cs: list):
+def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Sequence[float], hs: list, cs: list,
+                   work: Optional[Workspace] = None):
     """Gradients of sum(g * out) with respect to the weights and biases, from siren_layers(..., keep=True)."""
+    work = Workspace() if work is None else work
     last = len(weights) - 1
     gw, gb = [None] * (last + 1), [None] * (last + 1)
     gw[last], gb[last] = torch.bmm(g, hs[-1].transpose(1, 2)), g.sum(-1)
-    gh = torch.bmm(weights[last].transpose(1, 2), g)
+    gh = torch.bmm(weights[last].transpose(1, 2), g, out=work.get(("gh", last % 2), hs[-1].shape, g))
     for i in range(last - 1, -1, -1):
         gz = gh.mul_(cs[i])  # gradient at the sine's input scales[i] * (W_i h + b_i)
         if i == 0:
@@ -81,19 +105,25 @@ def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Seq
         else:
             gw[i] = torch.bmm(gz, hs[i - 1].transpose(1, 2)).mul_(scales[i])
             gb[i] = gz.sum(-1).mul_(scales[i])
-            gh = torch.bmm(weights[i].transpose(1, 2) * scales[i], gz)
+            gh = torch.bmm(weights[i].transpose(1, 2) * scales[i], gz, out=work.get(("gh", i % 2), gz.shape, gz))
     return gw, gb
 
 
 class SirenDecode(torch.autograd.Function):
-    """One chunk of fields decoded without storing activations: the backward recomputes the forward (keeping
-    sin and cos of each hidden layer for this chunk only), so memory does not grow with the number of fields."""
+    """Decode fields chunk by chunk without storing activations: the backward recomputes each chunk's forward
+    (keeping sin and cos of its hidden layers), so memory does not grow with the number of fields. One node
+    for all chunks: the output and the gradients are written slice by slice into whole tensors."""
 
     @staticmethod
-    def forward(ctx, xa, scales, *params):
+    def forward(ctx, xa, scales, chunk, *params):
         half = len(params) // 2
-        out, _, _ = siren_layers(xa, params[:half], params[half:], scales)
-        ctx.scales = scales
+        ws, bs = params[:half], params[half:]
+        n, work = ws[0].shape[0], Workspace()
+        out = xa.new_empty(n, ws[-1].shape[1], xa.shape[1])
+        for s in range(0, n, chunk):
+            siren_layers(xa, [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs], scales, work=work,
+                         out=out[s:s + chunk])
+        ctx.scales, ctx.chunk = scales, chunk
         ctx.save_for_backward(xa, *params)
         return out
 
@@ -102,10 +132,15 @@ class SirenDecode(torch.autograd.Function):
     def backward(ctx, g):
         xa, *params = ctx.saved_tensors
         half = len(params) // 2
-        ws, bs = params[:half], params[half:]
-        _, hs, cs = siren_layers(xa, ws, bs, ctx.scales, keep=True)
-        gw, gb = siren_backward(g.contiguous(), xa, ws, ctx.scales, hs, cs)
-        return (None, None, *gw, *gb)
+        ws, bs, chunk, g = params[:half], params[half:], ctx.chunk, g.contiguous()
+        grads, work = [torch.empty_like(p) for p in params], Workspace()
+        for s in range(0, ws[0].shape[0], chunk):
+            wc = [w[s:s + chunk] for w in ws]
+            _, hs, cs = siren_layers(xa, wc, [b[s:s + chunk] for b in bs], ctx.scales, keep=True, work=work)
+            gw, gb = siren_backward(g[s:s + chunk], xa, wc, ctx.scales, hs, cs, work)
+            for full, part in zip(grads, gw + gb):
+                full[s:s + chunk] = part
+        return (None, None, None, *grads)
 
 
 class DDiF(SynSet):
@@ -194,9 +229,7 @@ class DDiF(SynSet):
             ws[0].register_hook(self._mark_touched(indices))
         xa, size = self.grid(res), self.output_size(res)
         n, chunk, scales = len(indices), self.chunk_fields(xa.shape[1]), self.scales()
-        parts = [SirenDecode.apply(xa, scales, *[t[s:s + chunk] for t in ws + bs]) for s in range(0, n, chunk)]
-        out = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return out.view(n, self.dim_out, *size)
+        return SirenDecode.apply(xa, scales, chunk, *ws, *bs).view(n, self.dim_out, *size)
 
     def chunk_fields(self, points: int) -> int:
         limit = CHUNK_ELEMENTS_CUDA if self.coords.is_cuda else CHUNK_ELEMENTS
@@ -222,7 +255,7 @@ class DDiF(SynSet):
         opt = FieldAdam(self.trainable(), lr=lr)
         tgt = targets.flatten(2)  # (N, C, P)
         xa, n, chunk, scales = self.coords, self.n_total, self.chunk_fields(self.coords.shape[1]), self.scales()
-        params = list(self.weights) + list(self.biases)
+        params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
             t.grad = torch.zeros_like(t)
         bar = tqdm(range(steps), desc="DDiF warm start", disable=not progress, mininterval=2)
@@ -232,12 +265,12 @@ class DDiF(SynSet):
                 total = 0.0
                 for s in range(0, n, chunk):
                     ws, bs = [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases]
-                    out, hs, cs = siren_layers(xa, ws, bs, scales, keep=True)
+                    out, hs, cs = siren_layers(xa, ws, bs, scales, keep=True, work=work)
                     diff = out.sub_(tgt[s:s + chunk])
                     if step % 100 == 0 or step == steps - 1:
                         total += diff.square().mean(dim=(1, 2)).sum().item()
                     # the loss is the sum over fields of each field's own mean squared error
-                    gw, gb = siren_backward(diff.mul_(2 / diff[0].numel()), xa, ws, scales, hs, cs)
+                    gw, gb = siren_backward(diff.mul_(2 / diff[0].numel()), xa, ws, scales, hs, cs, work)
                     for t, g in zip(params, gw + gb):
                         t.grad[s:s + chunk] = g
                 opt.step()
