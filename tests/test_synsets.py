@@ -43,9 +43,9 @@ def reference_siren(coords_pd, weights, biases, w0_initial, w0):
 # ---- DDiF -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("size,channel,layers", [((7, 5), 3, 2), ((4, 6, 5), 1, 3)])
-@pytest.mark.parametrize("chunk_elements", [1 << 20, 64])  # one chunk / many chunks with recomputation
-def test_batched_decode_matches_per_field_reference(monkeypatch, size, channel, layers, chunk_elements):
-    monkeypatch.setattr(ddif_mod, "CHUNK_ELEMENTS", chunk_elements)
+@pytest.mark.parametrize("fields_per_chunk", [100, 1, 3])  # one chunk / one field per chunk / a ragged last chunk
+def test_batched_decode_matches_per_field_reference(monkeypatch, size, channel, layers, fields_per_chunk):
+    monkeypatch.setattr(ddif_mod, "CHUNK_ELEMENTS", fields_per_chunk * math.prod(size) * 5)
     s = DDiF(2, channel, size, ipc=4, dipc=3, num_layers=layers, layer_size=5, w0_initial=30, w0=10)
     idx = torch.tensor([0, 2, 3, 5])
     out = s.decode(idx)
@@ -189,7 +189,7 @@ def test_ddif_untouched_fields_keep_weights_moments_and_steps():
     assert opt.state[s.weights[0]]["step"].tolist() == [2, 2, 1, 1, 1, 1]
 
 
-def test_warm_start_fits_real_instances_like_separate_fits():
+def test_warm_start_fits_real_instances_like_separate_fits(monkeypatch):
     real = fake_real(size=(8, 8))
     s = DDiF(3, 1, (8, 8), ipc=4, dipc=2, layer_size=8, epochs_init=300, lr_nf_init=1e-2)
     targets = s.init_from_real(real, torch.Generator().manual_seed(0), progress=False)
@@ -204,6 +204,7 @@ def test_warm_start_fits_real_instances_like_separate_fits():
         s.reset_parameters(g)
         for a, b in zip(solo.parameters(), s.parameters()):
             a.copy_(b[:1])
+    monkeypatch.setattr(ddif_mod, "CHUNK_ELEMENTS", 64 * 8 * ddif_mod.FIT_CHUNK_DIVISOR)  # chunks of 1 field
     s.fit(targets, 20, 1e-2, generator=torch.Generator().manual_seed(5), progress=False)
     opt = torch.optim.Adam(solo.parameters(), lr=1e-2)
     for _ in range(20):

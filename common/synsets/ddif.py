@@ -23,6 +23,9 @@ from .base import SynSet, sample_real
 # for the chunk's activations to stay in cache, on a GPU large enough to keep it busy.
 CHUNK_ELEMENTS = 1 << 21
 CHUNK_ELEMENTS_CUDA = 1 << 26
+# The warm start uses chunks this many times smaller: as fast on a CPU, and its scratch memory stays below
+# that of fitting the fields one by one.
+FIT_CHUNK_DIVISOR = 4
 
 
 def params_per_field(dim_in: int, num_layers: int, layer_size: int, dim_out: int) -> int:
@@ -254,7 +257,8 @@ class DDiF(SynSet):
         self.reset_parameters(generator)
         opt = FieldAdam(self.trainable(), lr=lr)
         tgt = targets.flatten(2)  # (N, C, P)
-        xa, n, chunk, scales = self.coords, self.n_total, self.chunk_fields(self.coords.shape[1]), self.scales()
+        xa, n, scales = self.coords, self.n_total, self.scales()
+        chunk = max(1, self.chunk_fields(xa.shape[1]) // FIT_CHUNK_DIVISOR)
         params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
             t.grad = torch.zeros_like(t)
