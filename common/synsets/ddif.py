@@ -61,34 +61,66 @@ class Workspace:
         return buf[:numel].view(shape)
 
 
-def siren_layers(xa: Tensor, weights: Sequence[Tensor], biases: Sequence[Tensor], scales: Sequence[float],
-                 keep: bool = False, work: Optional[Workspace] = None, out: Optional[Tensor] = None):
-    """Batched SIREN forward: coordinates xa (dim_in + 1, P) (see with_ones) shared by all n fields -> (n, dim_out, P).
+def first_layer(axes: Sequence[Tensor], weight: Tensor, bias: Tensor, scale: float, work: Workspace,
+                want_cos: bool):
+    """sin and cos of the first layer, scale * (W x + b), over the product grid of ``axes`` -> (n, width, P).
+
+    The grid is separable: the phase at point (u, v, ...) is a sum of one term per axis. With
+    sin(a + b) = sin a cos b + cos a sin b, sines and cosines are evaluated per axis only (H + W values per
+    unit instead of H * W) and each further axis is combined by a batched matmul with an inner dimension
+    of 2. Returns (sin, cos), cos None when not wanted.
+    """
+    n, width = weight.shape[:2]
+    sin = cos = None
+    for a, u in enumerate(axes):
+        phase = weight[..., a:a + 1] * (u * scale)
+        if a == 0:
+            phase = phase + (bias * scale).unsqueeze(-1)
+        s_a, c_a = phase.sin(), phase.cos()  # (n, width, len(u))
+        if sin is None:
+            sin, cos = s_a, c_a
+            continue
+        m, k, last = sin.shape[-1], u.shape[0], a == len(axes) - 1
+        right = torch.stack([c_a, s_a], dim=-2).view(n * width, 2, k)
+        buf = lambda name: work.get(name, (n * width, m, k), weight) if last else None
+        new_sin = torch.bmm(torch.stack([sin, cos], dim=-1).view(n * width, m, 2), right, out=buf(("sin", 0)))
+        new_cos = None
+        if want_cos or not last:  # cos(a + b) = cos a cos b - sin a sin b
+            new_cos = torch.bmm(torch.stack([cos, -sin], dim=-1).view(n * width, m, 2), right, out=buf(("cos", 0)))
+            new_cos = new_cos.view(n, width, m * k)
+        sin, cos = new_sin.view(n, width, m * k), new_cos
+    if len(axes) == 1 and want_cos is False:
+        cos = None
+    return sin, cos
+
+
+def siren_layers(axes: Sequence[Tensor], weights: Sequence[Tensor], biases: Sequence[Tensor],
+                 scales: Sequence[float], keep: bool = False, work: Optional[Workspace] = None,
+                 out: Optional[Tensor] = None, output: bool = True):
+    """Batched SIREN forward over the product grid of ``axes`` (1-D coordinates per grid axis), shared by all
+    n fields -> (n, dim_out, P), P the number of grid points (last axis fastest).
 
     Layer i computes sin(scales[i] * (W_i h + b_i)), the last layer W h + b. Activations are laid out (n, width, P)
     so the long point axis is innermost; the frequency is folded into the (small) weights, the first layer is
-    one matmul over all fields, and the sine runs in place. With ``keep`` it also returns, per hidden layer, the
-    activation sin(z) and cos(z), which siren_backward needs; these live in ``work`` (valid until its next use).
-    The output is written to ``out`` when given.
+    evaluated separably (see first_layer) and later sines run in place. With ``keep`` it also returns, per hidden
+    layer, the activation sin(z) and cos(z), which siren_backward needs; these live in ``work`` (valid until
+    its next use). The output is written to ``out`` when given, and not computed when ``output`` is False.
     """
     work = Workspace() if work is None else work
-    n, width, p = weights[0].shape[0], weights[0].shape[1], xa.shape[1]
-    first = torch.cat([weights[0], biases[0].unsqueeze(-1)], dim=-1) * scales[0]
-    z = torch.mm(first.reshape(n * width, -1), xa, out=work.get(("z", 0), (n * width, p), xa)).view(n, width, p)
-    hs, cs = [], []
+    h, c = first_layer(axes, weights[0], biases[0], scales[0], work, want_cos=keep)
+    hs, cs = ([h], [c]) if keep else ([], [])
     last = len(weights) - 1
-    for i in range(1, last + 1):
+    for i in range(1, last):
+        z = torch.bmm(weights[i] * scales[i], h, out=work.get(("z", i), h.shape, h))
+        z.add_((biases[i] * scales[i]).unsqueeze(-1))
         if keep:
             cs.append(torch.cos(z, out=work.get(("cos", i), z.shape, z)))
         h = z.sin_()
         if keep:
             hs.append(h)
-        if i == last:
-            z = torch.bmm(weights[i], h, out=out).add_(biases[i].unsqueeze(-1))
-        else:
-            z = torch.bmm(weights[i] * scales[i], h, out=work.get(("z", i), h.shape, h))
-            z.add_((biases[i] * scales[i]).unsqueeze(-1))
-    return z, hs, cs
+    if not output:
+        return None, hs, cs
+    return torch.bmm(weights[last], h, out=out).add_(biases[last].unsqueeze(-1)), hs, cs
 
 
 def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Sequence[float], hs: list, cs: list,
@@ -118,15 +150,15 @@ class SirenDecode(torch.autograd.Function):
     for all chunks: the output and the gradients are written slice by slice into whole tensors."""
 
     @staticmethod
-    def forward(ctx, xa, scales, chunk, *params):
+    def forward(ctx, xa, axes, scales, chunk, *params):
         half = len(params) // 2
         ws, bs = params[:half], params[half:]
         n, work = ws[0].shape[0], Workspace()
         out = xa.new_empty(n, ws[-1].shape[1], xa.shape[1])
         for s in range(0, n, chunk):
-            siren_layers(xa, [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs], scales, work=work,
+            siren_layers(axes, [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs], scales, work=work,
                          out=out[s:s + chunk])
-        ctx.scales, ctx.chunk = scales, chunk
+        ctx.axes, ctx.scales, ctx.chunk = axes, scales, chunk
         ctx.save_for_backward(xa, *params)
         return out
 
@@ -139,11 +171,12 @@ class SirenDecode(torch.autograd.Function):
         grads, work = [torch.empty_like(p) for p in params], Workspace()
         for s in range(0, ws[0].shape[0], chunk):
             wc = [w[s:s + chunk] for w in ws]
-            _, hs, cs = siren_layers(xa, wc, [b[s:s + chunk] for b in bs], ctx.scales, keep=True, work=work)
+            _, hs, cs = siren_layers(ctx.axes, wc, [b[s:s + chunk] for b in bs], ctx.scales, keep=True, work=work,
+                                     output=False)
             gw, gb = siren_backward(g[s:s + chunk], xa, wc, ctx.scales, hs, cs, work)
             for full, part in zip(grads, gw + gb):
                 full[s:s + chunk] = part
-        return (None, None, None, *grads)
+        return (None, None, None, None, *grads)
 
 
 class DDiF(SynSet):
@@ -210,6 +243,10 @@ class DDiF(SynSet):
         size = self.output_size(res)
         return self.coords if size == self.im_size else with_ones(coordinate_grid(size, self.coords.device).T)
 
+    def grid_axes(self, size) -> tuple:
+        """The 1-D coordinates of each grid axis, in [-1, 1]."""
+        return tuple(torch.linspace(-1, 1, k, device=self.coords.device) for k in size)
+
     def scales(self) -> tuple:
         """The frequency each sine layer multiplies by: w0_initial, then w0."""
         return (float(self.w0_initial),) + (float(self.w0),) * (self.num_layers - 1)
@@ -232,7 +269,7 @@ class DDiF(SynSet):
             ws[0].register_hook(self._mark_touched(indices))
         xa, size = self.grid(res), self.output_size(res)
         n, chunk, scales = len(indices), self.chunk_fields(xa.shape[1]), self.scales()
-        return SirenDecode.apply(xa, scales, chunk, *ws, *bs).view(n, self.dim_out, *size)
+        return SirenDecode.apply(xa, self.grid_axes(size), scales, chunk, *ws, *bs).view(n, self.dim_out, *size)
 
     def chunk_fields(self, points: int) -> int:
         limit = CHUNK_ELEMENTS_CUDA if self.coords.is_cuda else CHUNK_ELEMENTS
@@ -257,7 +294,7 @@ class DDiF(SynSet):
         self.reset_parameters(generator)
         opt = FieldAdam(self.trainable(), lr=lr)
         tgt = targets.flatten(2)  # (N, C, P)
-        xa, n, scales = self.coords, self.n_total, self.scales()
+        xa, axes, n, scales = self.coords, self.grid_axes(self.im_size), self.n_total, self.scales()
         chunk = max(1, self.chunk_fields(xa.shape[1]) // FIT_CHUNK_DIVISOR)
         params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
@@ -269,7 +306,7 @@ class DDiF(SynSet):
                 total = 0.0
                 for s in range(0, n, chunk):
                     ws, bs = [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases]
-                    out, hs, cs = siren_layers(xa, ws, bs, scales, keep=True, work=work)
+                    out, hs, cs = siren_layers(axes, ws, bs, scales, keep=True, work=work)
                     diff = out.sub_(tgt[s:s + chunk])
                     if step % 100 == 0 or step == steps - 1:
                         total += diff.square().mean(dim=(1, 2)).sum().item()
