@@ -34,7 +34,9 @@ def init_cache_path(args, synset_config: dict) -> str | None:
     """Warm-started DDiF sets, keyed by everything that determines them; None when caching is off."""
     if not args.init_cache:
         return None
+    from .synsets.ddif import WARM_START_VERSION
+
     key = dict(synset_config, dataset=args.dataset, subset=args.subset, res=args.res, zca=args.zca, seed=args.seed,
-               n_train_per_class=args.n_train_per_class)
+               n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(args.init_cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")

@@ -26,6 +26,8 @@ CHUNK_ELEMENTS_CUDA = 1 << 26
 # The warm start uses chunks this many times smaller: as fast on a CPU, and its scratch memory stays below
 # that of fitting the fields one by one.
 FIT_CHUNK_DIVISOR = 4
+# Part of the warm-start cache key: raise it when a change to the fitting code changes its result.
+WARM_START_VERSION = 2
 
 
 def params_per_field(dim_in: int, num_layers: int, layer_size: int, dim_out: int) -> int:
