@@ -33,8 +33,10 @@ _ARCH_ROWS = {
     ("CIFAR100", 32, 50): (2, 2, 30, 3, 30, 10),
     ("ImageNet", 128, 1): (2, 3, 20, 3, 30, 40), ("ImageNet", 128, 10): (2, 3, 20, 3, 30, 40),
     ("ImageNet", 128, 50): (2, 3, 40, 3, 30, 40), ("ImageNet", 256, 1): (2, 3, 40, 3, 30, 40),
-    # ours: 28x28 grey images (width 6 -> 67 parameters -> 11 fields per class at ipc 1)
-    ("FashionMNIST", 28, 1): (2, 2, 6, 1, 30, 10), ("FashionMNIST", 28, 10): (2, 2, 6, 1, 30, 10),
+    # ours: 28x28 grey images (width 6 -> 67 parameters -> 11 fields per class at ipc 1). On Fashion-MNIST a
+    # 2000-step warm start of these small fields fits best with w0_initial 10 (MSE 0.085 against 0.21 at 30,
+    # pixel variance 1.03; with lr_nf_init 2e-3), and DM at ipc 1 ended at 77.5% against 74.3% (one run each)
+    ("FashionMNIST", 28, 1): (2, 2, 6, 1, 10, 10), ("FashionMNIST", 28, 10): (2, 2, 6, 1, 10, 10),
     ("FashionMNIST", 28, 50): (2, 2, 20, 1, 30, 10),
     ("MNIST", 28, 1): (2, 2, 6, 1, 30, 10), ("MNIST", 28, 10): (2, 2, 6, 1, 30, 10),
     ("MNIST", 28, 50): (2, 2, 20, 1, 30, 10),
@@ -56,20 +58,22 @@ ROWS: dict[tuple, dict] = {
     ("TM", "ImageNet", 128, 10): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
     ("TM", "ImageNet", 128, 50): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
     # TM on Fashion-MNIST (FreD's scripts)
-    ("TM", "FashionMNIST", 28, 1): dict(syn_steps=50, expert_epochs=2, max_start_epoch=5, lr_lr=1e-7, lr_teacher=1e-2),
-    ("TM", "FashionMNIST", 28, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=15, lr_lr=1e-5, lr_teacher=1e-2),
+    ("TM", "FashionMNIST", 28, 1): dict(syn_steps=50, expert_epochs=2, max_start_epoch=5, lr_lr=1e-7, lr_teacher=1e-2,
+                                        lr_nf_init=2e-3),
+    ("TM", "FashionMNIST", 28, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=15, lr_lr=1e-5, lr_teacher=1e-2,
+                                         lr_nf_init=2e-3),
     # FreD example scripts (CIFAR-10); the TM row also holds the DDiF paper's trajectory values
     ("DC", "CIFAR10", 32, 2): dict(msz_per_channel=32, lr_freq=1e3),
     ("DM", "CIFAR10", 32, 2): dict(msz_per_channel=64, lr_freq=1e6),
     ("TM", "CIFAR10", 32, 1): dict(msz_per_channel=64, lr_freq=1e8, syn_steps=60, expert_epochs=2,
                                    max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
-    # ours: Fashion-MNIST with DM
-    ("DM", "FashionMNIST", 28, 1): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
-    ("DM", "FashionMNIST", 28, 10): dict(lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
+    # ours: Fashion-MNIST with DM (lr_nf_init 2e-3 in every Fashion-MNIST row: see its DDIF_ARCH row)
+    ("DM", "FashionMNIST", 28, 1): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
+    ("DM", "FashionMNIST", 28, 10): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_img=1.0, msz_per_channel=64, lr_freq=1.0),
     # ours: Fashion-MNIST with DC; checked at ipc 1 only (matching loss on fixed networks after 60-80 iterations); the
     # DC defaults lr_nf 5e-5 (ImageNette) barely move the fields and FreD's lr_freq 1e3 raises the loss here
-    ("DC", "FashionMNIST", 28, 1): dict(lr_nf=1e-3, lr_freq=10.0),
-    ("DC", "FashionMNIST", 28, 10): dict(lr_nf=1e-3, lr_freq=10.0),
+    ("DC", "FashionMNIST", 28, 1): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
+    ("DC", "FashionMNIST", 28, 10): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
 }
 # Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
 ARCH_FLAGS = _ARCH_KEYS
