@@ -122,7 +122,7 @@ def test_buffer_rerun_keeps_complete_files_and_continues(work, tmp_path):
 
 
 def test_tm_steps_change_the_set_and_the_step_size(work, tmp_path):
-    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "20", "--lr_lr", "1e-3")
+    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "20", "--lr_lr", "1e-5")
     synset = obj.ctx.synset
     before = [p.detach().clone() for p in synset.trainable()]
     losses = [obj.step(it) for it in range(3)]
