@@ -43,7 +43,8 @@ def coordinate_grid(size: Sequence[int], device=None) -> Tensor:
 
 
 def with_ones(coords: Tensor) -> Tensor:
-    """(dim_in, P) coordinates -> (dim_in + 1, P) with a row of ones, so the first layer's bias rides in its matmul."""
+    """(dim_in, P) coordinates -> (dim_in + 1, P) with a row of ones: one matmul with it gives the first layer's
+    weight and bias gradients together (siren_backward)."""
     return torch.cat([coords, coords.new_ones(1, coords.shape[1])])
 
 
@@ -91,9 +92,7 @@ def first_layer(axes: Sequence[Tensor], weight: Tensor, bias: Tensor, scale: flo
             new_cos = torch.bmm(torch.stack([cos, -sin], dim=-1).view(n * width, m, 2), right, out=buf(("cos", 0)))
             new_cos = new_cos.view(n, width, m * k)
         sin, cos = new_sin.view(n, width, m * k), new_cos
-    if len(axes) == 1 and want_cos is False:
-        cos = None
-    return sin, cos
+    return sin, (cos if want_cos else None)
 
 
 def siren_layers(axes: Sequence[Tensor], weights: Sequence[Tensor], biases: Sequence[Tensor],
