@@ -1,30 +1,16 @@
 """DC (gradient matching): the layer-wise distance, the loop table, and DC end to end on a Fashion-MNIST subset."""
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from common.data import DEBIAN_FASHION_MNIST, get_dataset
+from common.data import get_dataset
 from common.dc import OUTER_INNER, class_distances, gradient_distance, loops_for_ipc
 from common.errors import UserError
 from common.networks import get_network
 from common.synsets import load_checkpoint, synset_from_payload
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
-                                  reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-
-SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
-         "--batch_real", "16", "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100", "--no-progress",
-         "--device", "cpu"]
-
-
-def cli(*args, cwd=REPO):
-    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
-    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+from helpers import SMALL_DISTILL as SMALL, cli, needs_fmnist, run_shipped_script
 
 
 # -- the distance -------------------------------------------------------------------------------------------
@@ -160,10 +146,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
 @needs_fmnist
 @pytest.mark.parametrize("script", ["run_DDiF.sh", "run_FreD.sh", "run_pixel.sh"])
 def test_shipped_scripts_run_with_small_overrides(tmp_path, script):
-    r = cli("bash", f"DC/scripts/{script}", *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
-            "--save_path", str(tmp_path), "--init_cache", str(tmp_path / "cache"))
-    assert r.returncode == 0, r.stderr
-    assert list(tmp_path.glob("DC/FashionMNIST/*/synset_best.pt"))
+    run_shipped_script("DC", script, tmp_path, *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
+                       "--init_cache", str(tmp_path / "cache"))
 
 
 def test_ipc_outside_the_table_is_one_clear_line(tmp_path):

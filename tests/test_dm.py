@@ -1,33 +1,22 @@
 """DM end to end on a real Fashion-MNIST subset: run record, loss, resume, NaN stop, eval.py, scripts."""
 import json
-import os
-import subprocess
 import sys
 
 import pytest
 import torch
 
-from common.data import DEBIAN_FASHION_MNIST, get_dataset
+from common.data import get_dataset
 from common.dm import class_losses, random_frozen_network
 from common.synsets import load_checkpoint, synset_from_payload
+from helpers import SMALL_DISTILL as SMALL, cli, needs_fmnist, run_shipped_script
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-pytestmark = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
-                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
-
-SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200", "--batch_real", "16",
-         "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100", "--no-progress", "--device", "cpu"]
+pytestmark = needs_fmnist
 
 
 def run_dm(tmp_path, *extra):
     from DM.main_DM import main
     main(SMALL + ["--save_path", str(tmp_path / "runs"), "--init_cache", str(tmp_path / "cache"), *extra])
     return tmp_path / "runs" / "DM" / "FashionMNIST"
-
-
-def cli(*args, cwd=REPO):
-    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
-    return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
 def fixed_dm_loss(synset, real, seeds=(11, 12, 13)) -> float:
@@ -153,7 +142,5 @@ def test_eval_py_other_resolution_export_and_bad_checkpoints(tmp_path):
 
 @pytest.mark.parametrize("script", ["run_DDiF.sh", "run_FreD.sh", "run_pixel.sh"])
 def test_shipped_scripts_run_with_small_overrides(tmp_path, script):
-    r = cli("bash", f"DM/scripts/{script}", *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
-            "--save_path", str(tmp_path), "--init_cache", str(tmp_path / "cache"))
-    assert r.returncode == 0, r.stderr
-    assert list(tmp_path.glob("DM/FashionMNIST/*/synset_best.pt"))
+    run_shipped_script("DM", script, tmp_path, *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
+                       "--init_cache", str(tmp_path / "cache"))

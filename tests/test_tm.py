@@ -1,9 +1,7 @@
 """TM end to end on a real Fashion-MNIST subset: expert files, resumable buffer, TM steps, DDiF fields that
 were not sampled, the gradient against finite differences, the shipped scripts and bad inputs."""
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +11,6 @@ import torch
 from common.args import build_parser, resolve_args
 from common.augment import DSA
 from common.cli import run_main
-from common.data import DEBIAN_FASHION_MNIST
 from common.distill import build_context, initialise
 from common.errors import UserError
 from common.evaluate import test_accuracy as accuracy_of
@@ -21,24 +18,14 @@ from common.experts import ParamLayout, load_experts, read_expert_file
 from common.networks import get_network
 from common.synsets import DDiF, load_checkpoint
 from common.tm import TrajectoryMatching, add_tm_args, tm_loss, unroll_student
+from helpers import SMALL, cli, needs_fmnist, run_shipped_script
 
-REPO = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
-                                reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+pytestmark = needs_fmnist
 
-SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
-         "--no-progress", "--device", "cpu"]
 BUFFER = ["--num_experts", "2", "--train_epochs", "2", "--save_interval", "1", "--batch_train", "128"]
 TM_SMALL = ["--syn_steps", "3", "--expert_epochs", "1", "--max_start_epoch", "2", "--num_eval", "1",
             "--epoch_eval_train", "1", "--epochs_init", "100", "--no-eval_at_start"]
 FOLDER = Path("FashionMNIST_NO_ZCA") / "ConvNetW32"
-
-
-def cli(*args):
-    # passive OpenMP waits: on a CPU shared with other jobs, spinning threads make the runs many times slower
-    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -220,10 +207,8 @@ def test_shipped_scripts_run_with_small_overrides(work, tmp_path, script):
         assert (tmp_path / "buffers" / FOLDER / "replay_buffer_0.pt").is_file()
         return
     shutil.copytree(work / "buffers", tmp_path / "buffers")
-    r = cli("bash", f"TM/scripts/{script}", *small, *TM_SMALL, "--syn_steps", "2", "--batch_syn", "10",
-            "--Iteration", "1", "--save_path", str(tmp_path / "runs"), "--init_cache", str(work / "cache"))
-    assert r.returncode == 0, r.stderr
-    assert list(tmp_path.glob("runs/TM/FashionMNIST/*/synset_best.pt"))
+    run_shipped_script("TM", script, tmp_path / "runs", *small, *TM_SMALL, "--syn_steps", "2", "--batch_syn", "10",
+                       "--Iteration", "1", "--init_cache", str(work / "cache"))
 
 
 def copy_experts(work, root, model="ConvNetW32", **header):

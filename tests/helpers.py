@@ -1,0 +1,35 @@
+"""What the end-to-end tests share: the repository root, the Fashion-MNIST skip mark, the flags of a small
+real run, and running a command line the way a user does."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from common.data import DEBIAN_FASHION_MNIST
+
+REPO = Path(__file__).resolve().parent.parent
+needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
+                                  reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+
+# a small real Fashion-MNIST run: few images, a narrow ConvNet, CPU
+SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
+         "--no-progress", "--device", "cpu"]
+# ... distilled briefly: small real batches, one short evaluation, a short DDiF warm start
+SMALL_DISTILL = SMALL + ["--batch_real", "16", "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100"]
+
+
+def cli(*args) -> subprocess.CompletedProcess:
+    """Run a command line from the repository root, never downloading. OpenMP threads wait passively: on a
+    CPU shared with other jobs, spinning threads make the runs many times slower."""
+    env = dict(os.environ, DD_NO_DOWNLOAD="1", PYTHON=sys.executable)
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return subprocess.run(list(args), cwd=REPO, capture_output=True, text=True, env=env, timeout=600)
+
+
+def run_shipped_script(objective: str, script: str, save_path, *args) -> None:
+    """``bash {objective}/scripts/{script} *args`` succeeds and leaves a best synthetic set under save_path."""
+    r = cli("bash", f"{objective}/scripts/{script}", *args, "--save_path", str(save_path))
+    assert r.returncode == 0, r.stderr
+    assert list(Path(save_path).glob(f"{objective}/FashionMNIST/*/synset_best.pt"))
