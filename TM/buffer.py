@@ -22,6 +22,7 @@ from common.cli import run_main
 from common.data import DATASETS
 from common.distill import load_real
 from common.errors import UserError, choice_error
+from common.data import recorded_transform
 from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
                             save_expert_file, train_expert)
 from common.networks import get_network, list_networks
@@ -77,7 +78,7 @@ def header_for(args, real, net) -> dict:
     layout = ParamLayout.of(net)
     return dict(dataset=args.dataset, subset=args.subset, res=args.res, model=args.model, channel=real.channel,
                 num_classes=real.num_classes, im_size=list(real.im_size), num_params=layout.num_params,
-                param_shapes=layout.as_list(), zca=args.zca, train_epochs=args.train_epochs,
+                param_shapes=layout.as_list(), zca=args.zca, transform=real.transform, train_epochs=args.train_epochs,
                 lr_teacher=args.lr_teacher, mom=args.mom, l2=args.l2, batch_train=args.batch_train,
                 dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed)
 
@@ -88,6 +89,7 @@ def existing_experts(folder: str, header: dict) -> tuple[int, int]:
     count = 0
     for _, path in files:
         obj = read_expert_file(path, mmap=True)
+        obj = dict(obj, transform=recorded_transform(obj))  # files from before the transform was recorded
         diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in RECIPE_KEYS if obj.get(k) != header[k]]
         if diff:
             raise UserError(f"{path} holds experts made with {', '.join(diff)}; continue with the same flags, or "

@@ -17,6 +17,7 @@ from .synsets import SYNSETS
 from .utils import DEVICES
 
 Bool = argparse.BooleanOptionalAction
+WANDB_MODES = ("offline", "online", "disabled")
 
 
 def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -36,7 +37,11 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action=Bool, default=False, help="continue the run in the same folder")
-    g.add_argument("--wandb", action=Bool, default=False, help="also log to Weights & Biases (offline mode)")
+    g.add_argument("--wandb", action=Bool, default=False,
+                   help="also log to Weights & Biases (files in the run folder's wandb/)")
+    g.add_argument("--wandb_mode", default="offline", choices=WANDB_MODES,
+                   help="offline: files only (sync later with 'wandb sync'); online: upload as the run goes")
+    g.add_argument("--wandb_project", default="dataset-distillation")
     g.add_argument("--progress", action=Bool, default=True, help="progress bars")
     g.add_argument("--n_train_per_class", type=int, default=None, help="use only this many real images per class")
     g.add_argument("--n_test", type=int, default=None, help="evaluate on only this many test images")

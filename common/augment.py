@@ -1,16 +1,18 @@
 """Differentiable Siamese Augmentation (DSA) and ZCA whitening.
 
-DSA (Zhao & Bilen, 2021) augments real and synthetic batches with the *same* random transform so that
-matching objectives compare like with like, and is differentiable so gradients reach the synthetic images.
+DSA (Zhao & Bilen, 2021) is differentiable, so gradients reach the synthetic images. It has two modes, as in
+the original code, each its own method:
 
-    dsa = DSA()                      # 'color_crop_cutout_flip_scale_rotate', one op group per call
-    real_aug = dsa(real, seed)       # real batch of 256
-    syn_aug = dsa(syn, seed)         # synthetic batch of 10: sample i gets the transform of real sample i
+    dsa = DSA()                                # 'color_crop_cutout_flip_scale_rotate', one op group per call
+    real_aug = dsa.siamese(real, seed)         # DC/DM matching: ONE transform for the whole call, so the
+    syn_aug = dsa.siamese(syn, seed)           # real batch and the class's synthetic batch get the same one
+    x_aug = dsa.per_sample(x, seed)            # training batches: every sample its own transform
 
 Randomness: every random number comes from local CPU generators seeded from ``seed``; the global RNG is never
 touched. Each random parameter is a per-sample stream drawn in fixed-size blocks, each block from its own
-generator seeded by (seed, parameter, block). Sample i's parameters therefore depend only on (seed, i), never
-on the batch size, which gives the siamese property for batches of different sizes.
+generator seeded by (seed, parameter, block), so sample i's parameters depend only on (seed, i), never on the
+batch size. Siamese mode gives every sample the parameters of sample 0 of that stream (the original draws
+per-sample parameters and then copies the first sample's to all).
 
 Inputs are images (B, C, H, W) or videos (B, C, T, H, W); a video sample gets one transform for all its frames.
 """
@@ -54,11 +56,13 @@ class _Draws:
     """Per-sample uniform random numbers in [0, 1) for one call, keyed by parameter name.
 
     ``uniform(name)`` returns shape (B * frames,) on the target device: B values of the stream `name`,
-    each repeated `frames` times (all frames of a video share their sample's parameters).
+    each repeated `frames` times (all frames of a video share their sample's parameters). With ``shared``
+    (siamese mode) all B values are the stream's first one.
     """
 
-    def __init__(self, seed: int, batch: int, frames: int, device: torch.device, dtype: torch.dtype):
-        self.seed, self.batch, self.frames = int(seed), batch, frames
+    def __init__(self, seed: int, batch: int, frames: int, device: torch.device, dtype: torch.dtype,
+                 shared: bool):
+        self.seed, self.batch, self.frames, self.shared = int(seed), batch, frames, shared
         self.device, self.dtype = device, dtype
         self._gen = torch.Generator(device="cpu")
 
@@ -69,18 +73,19 @@ class _Draws:
             blocks.append(torch.rand(_BLOCK, generator=self._gen, dtype=torch.float64))
         return torch.cat(blocks)[:n]
 
-    def uniform(self, name: str) -> Tensor:
+    def _per_row(self, name: str) -> Tensor:
+        """(B * frames,) values of stream `name` on the CPU."""
+        if self.shared:
+            return self._cpu(name, 1).expand(self.batch * self.frames)
         u = self._cpu(name, self.batch)
-        if self.frames > 1:
-            u = u.repeat_interleave(self.frames)
-        return u.to(device=self.device, dtype=self.dtype)
+        return u.repeat_interleave(self.frames) if self.frames > 1 else u
+
+    def uniform(self, name: str) -> Tensor:
+        return self._per_row(name).to(device=self.device, dtype=self.dtype)
 
     def integers(self, name: str, low: int, high: int) -> Tensor:
         """Per-sample integers in [low, high] (inclusive), as int64 on the target device."""
-        u = self._cpu(name, self.batch)
-        k = (u * (high - low + 1)).floor().long().clamp(max=high - low) + low
-        if self.frames > 1:
-            k = k.repeat_interleave(self.frames)
+        k = (self._per_row(name) * (high - low + 1)).floor().long().clamp(max=high - low) + low
         return k.to(self.device)
 
     def choice(self, name: str, n: int) -> int:
@@ -113,7 +118,16 @@ class DSA:
     def __repr__(self) -> str:
         return f"DSA(strategy={self.strategy!r}, params={self.params}, single_op={self.single_op})"
 
-    def __call__(self, x: Tensor, seed: int) -> Tensor:
+    def siamese(self, x: Tensor, seed: int) -> Tensor:
+        """One transform, drawn from ``seed``, for every sample of ``x`` (DC and DM matching: the real batch and
+        the synthetic batch of a class, called with the same seed, get the same transform)."""
+        return self._apply(x, seed, shared=True)
+
+    def per_sample(self, x: Tensor, seed: int) -> Tensor:
+        """Every sample its own transform, drawn from (``seed``, its index) (training batches)."""
+        return self._apply(x, seed, shared=False)
+
+    def _apply(self, x: Tensor, seed: int, shared: bool) -> Tensor:
         if x.dim() not in (4, 5):
             raise UserError(
                 f"DSA expects images (B, C, H, W) or videos (B, C, T, H, W); got a tensor of shape {tuple(x.shape)}"
@@ -128,7 +142,7 @@ class DSA:
             x4 = x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
         else:
             x4 = x
-        draws = _Draws(seed, batch, frames, x.device, x.dtype if x.is_floating_point() else torch.float32)
+        draws = _Draws(seed, batch, frames, x.device, x.dtype if x.is_floating_point() else torch.float32, shared)
         ops = (self.ops[draws.choice("op", len(self.ops))],) if self.single_op else self.ops
         for op in ops:
             x4 = getattr(self, "_" + op)(x4, draws)

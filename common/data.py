@@ -1,4 +1,4 @@
-"""Real datasets, loaded whole into memory as normalised tensors and grouped by class.
+"""Real datasets, loaded whole into memory as normalised (or ZCA-whitened) tensors and grouped by class.
 
 `get_dataset(name, data_path, res, subset, zca)` returns a :class:`RealData`. Each on-disk format has one
 reader; the table ``_SPECS`` maps a dataset name to its reader, normalisation, channels, native size and
@@ -29,6 +29,38 @@ DATASETS: tuple[str, ...] = ("FashionMNIST", "MNIST", "CIFAR10", "CIFAR100", "SV
 DEFAULT_DATA_PATH = "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 NO_DOWNLOAD_ENV = "DD_NO_DOWNLOAD"  # set to 1 to never try a torchvision download
+ZCA_EPS = 0.1  # the original's kornia ZCAWhitening(eps=0.1)
+# How the images of a RealData were made from pixels. Expert files, warm-start caches and synthetic-set
+# checkpoints record it, so that data prepared another way (this code's earlier ZCA whitened mean/std-normalised
+# images) is refused instead of silently reused.
+TRANSFORM_NORMALISE = "mean_std"
+TRANSFORM_ZCA = f"zca_pixels_eps{ZCA_EPS}"
+# what files written before the transform was recorded used with --zca: ZCA of mean/std-normalised images
+TRANSFORM_LEGACY_ZCA = f"zca_normalised_eps{ZCA_EPS}"
+TRANSFORM_TEXT = {
+    TRANSFORM_NORMALISE: "mean/std-normalised images",
+    TRANSFORM_ZCA: "ZCA-whitened [0, 1] pixels (kornia, eps 0.1, as the original code)",
+    TRANSFORM_LEGACY_ZCA: "ZCA-whitened mean/std-normalised images (this code's ZCA before it matched the original)",
+}
+
+
+def data_transform(zca: bool) -> str:
+    """The transform tag of a dataset loaded with (``zca``) or without ZCA."""
+    return TRANSFORM_ZCA if zca else TRANSFORM_NORMALISE
+
+
+def recorded_transform(record: dict) -> str:
+    """The transform tag a saved file (expert file header, warm-start cache, synthetic-set meta) was made with;
+    files from before the tag was recorded have only their ``zca`` flag."""
+    return record.get("transform") or (TRANSFORM_LEGACY_ZCA if record.get("zca") else TRANSFORM_NORMALISE)
+
+
+def transform_mismatch(record: dict, zca: bool) -> Optional[str]:
+    """None when ``record`` was made with the transform a run with ``zca`` uses; else a phrase saying both."""
+    saved, now = recorded_transform(record), data_transform(zca)
+    if saved == now:
+        return None
+    return f"made from {TRANSFORM_TEXT.get(saved, saved)}, but this run uses {TRANSFORM_TEXT[now]}"
 IMAGENET_DEFAULT_RES = 128
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
@@ -91,8 +123,9 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 
 @dataclass
 class RealData:
-    """A real dataset in memory. Images are float32 (N, C, H, W), normalised with mean/std (and
-    ZCA-whitened when ``zca`` is set); labels int64. ``indices_class[c]`` indexes the train images of class c
+    """A real dataset in memory. Images are float32 (N, C, H, W): normalised with mean/std, or, when ``zca`` is
+    set, [0, 1] pixels ZCA-whitened (then mean 0 and std 1, so display code only undoes the whitening); labels
+    int64. ``indices_class[c]`` indexes the train images of class c
     (CPU LongTensors, also after :meth:`to`)."""
 
     name: str
@@ -108,6 +141,11 @@ class RealData:
     labels_test: Tensor = field(repr=False)
     indices_class: list[Tensor] = field(repr=False)
     zca: object | None = field(default=None, repr=False)
+
+    @property
+    def transform(self) -> str:
+        """How the images were made from pixels (see :func:`data_transform`)."""
+        return data_transform(self.zca is not None)
 
     def get_images(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
         """`n` random train images of class `c`, drawn without replacement (all of them, shuffled, if n >= count)."""
@@ -166,8 +204,9 @@ class _Spec:
 def get_dataset(name: str, data_path: str | None = None, res: int | None = None, subset: str | None = None,
                 zca: bool = False) -> RealData:
     """Load dataset `name` from `data_path` (default ``data``). `res` resizes to res x res (None: native size,
-    128 for ImageNet); `subset` picks the ImageNet subset (ignored by the other datasets); `zca` whitens the
-    normalised images with ``common.augment.zca_whiten``."""
+    128 for ImageNet); `subset` picks the ImageNet subset (ignored by the other datasets). `zca` whitens the
+    [0, 1] pixels, without mean/std normalisation, with ``common.augment.zca_whiten`` (kornia, eps 0.1) fitted
+    on the training images, as the original code does."""
     if name not in _SPECS:
         raise choice_error("dataset", name, DATASETS)
     if name == "ImageNet" and subset not in IMAGENET_SUBSETS:
@@ -176,25 +215,34 @@ def get_dataset(name: str, data_path: str | None = None, res: int | None = None,
     im_size = (res, res) if res else spec.native_size
     raw = spec.reader(Path(data_path or DEFAULT_DATA_PATH), subset, im_size)
     class_names = list(raw.class_names or spec.class_names)
-    x_train, x_test = (_normalise(x, spec.mean, spec.std, im_size) for x in (raw.x_train, raw.x_test))
+    x_train, x_test = (_unit_pixels(x, im_size) for x in (raw.x_train, raw.x_test))
     zca_obj = None
     if zca:
         from .augment import zca_whiten
-        x_train, x_test, zca_obj = zca_whiten(x_train, x_test)
+        x_train, x_test, zca_obj = zca_whiten(x_train, x_test, eps=ZCA_EPS)
+        mean, std = [0.0] * spec.channel, [1.0] * spec.channel
+    else:
+        x_train, x_test = (_normalise(x, spec.mean, spec.std) for x in (x_train, x_test))
+        mean, std = list(spec.mean), list(spec.std)
     return RealData(
         name=name, channel=spec.channel, im_size=im_size, num_classes=len(class_names), class_names=class_names,
-        mean=list(spec.mean), std=list(spec.std), images_train=x_train, labels_train=raw.y_train,
+        mean=mean, std=std, images_train=x_train, labels_train=raw.y_train,
         images_test=x_test, labels_test=raw.y_test,
         indices_class=_indices_by_class(raw.y_train, len(class_names)), zca=zca_obj)
 
 
-def _normalise(x: Tensor, mean, std, im_size: tuple[int, int]) -> Tensor:
-    """uint8 (N, C, H, W) -> float32 in [0, 1], resized to im_size if needed, then (x - mean) / std."""
+def _unit_pixels(x: Tensor, im_size: tuple[int, int]) -> Tensor:
+    """uint8 (N, C, H, W) -> float32 in [0, 1], resized to im_size if needed."""
     x = x.float().div_(255)
     if tuple(x.shape[-2:]) != tuple(im_size):
         x = F.interpolate(x, size=im_size, mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous()
+
+
+def _normalise(x: Tensor, mean, std) -> Tensor:
+    """(x - mean) / std per channel, in place."""
     shape = (1, -1, 1, 1)
-    return x.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape)).contiguous()
+    return x.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
 
 
 def _indices_by_class(labels: Tensor, num_classes: int) -> list[Tensor]:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .args import synset_config
 from .augment import DSA
-from .data import RealData, get_dataset
+from .data import RealData, get_dataset, transform_mismatch
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool
@@ -54,10 +54,10 @@ def load_real(args) -> RealData:
     return real
 
 
-def meta(args) -> dict:
+def meta(args, real: RealData) -> dict:
     """What eval.py needs to rebuild the data a synthetic set was distilled on."""
-    return {k: getattr(args, k) for k in ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed",
-                                          "objective")}
+    return dict({k: getattr(args, k) for k in ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed",
+                                               "objective")}, transform=real.transform)
 
 
 def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch.Tensor:
@@ -66,18 +66,21 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch
     if cache and os.path.exists(cache):
         try:
             payload = load_checkpoint(cache, "warm-start cache")
+            why = transform_mismatch(dict(payload, zca=args.zca), args.zca)
+            if why:
+                raise CheckpointError(f"its fields were fitted to images {why}")
             synset.load_payload(payload["synset"], f"warm-start cache {cache}")
             record.log(f"warm start loaded from cache {cache}")
             return payload["init_images"]
         except (CheckpointError, KeyError) as e:
-            record.log(f"ignoring unusable warm-start cache ({e}); fitting again")
+            record.log(f"ignoring unusable warm-start cache {cache} ({e}); fitting again")
     g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
     t = time.time()
     kwargs = {"progress": args.progress} if synset.name == "ddif" else {}
     init_images = synset.init_from_real(real, g, **kwargs).detach().cpu()
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
     if cache:
-        atomic_save({"synset": synset.payload(), "init_images": init_images}, cache)
+        atomic_save({"synset": synset.payload(), "init_images": init_images, "transform": real.transform}, cache)
         record.log(f"warm start cached at {cache}")
     return init_images
 
@@ -181,7 +184,7 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     main_acc = results[ctx.eval_pool[0]][0]
     if main_acc > best["acc"]:
         best.update(acc=main_acc, iteration=it)
-        atomic_save(dict(synset.payload(), meta=dict(meta(args), iteration=it, acc=main_acc, lr_net=cfg.lr,
+        atomic_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
                                                      metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
@@ -195,11 +198,11 @@ def check_identity(saved: dict, args, path: str) -> None:
 
 
 def _wandb(args, record: RunRecord):
+    """A wandb run in the run folder (mode --wandb_mode; offline by default), resumed along with the run."""
     try:
         import wandb
     except ImportError:
-        raise UserError("--wandb needs the wandb package: pip install wandb") from None
-    os.environ.setdefault("WANDB_MODE", "offline")
-    wandb.init(project="dataset-distillation", name=os.path.basename(record.folder), dir=record.folder,
-               config=args.as_dict(), resume="allow")
-    return wandb
+        raise UserError("--wandb needs the wandb package: pip install -r requirements.txt") from None
+    run_id = f"{derive_seed(os.path.abspath(record.folder)):08x}"  # the same wandb run when --resume continues
+    return wandb.init(project=args.wandb_project, name=os.path.basename(record.folder), id=run_id,
+                      dir=record.folder, mode=args.wandb_mode, config=args.as_dict(), resume="allow")

@@ -30,7 +30,7 @@ def class_batches(real, synset, batch_real: int, batch_syn: int, dsa, seed: int,
         img_syn, _ = synset.get(sample_indices(synset.class_indices(c), batch_syn, generator))
         if dsa is not None:
             s = derive_seed(seed, c)
-            img_real, img_syn = dsa(img_real, s), dsa(img_syn, s)
+            img_real, img_syn = dsa.siamese(img_real, s), dsa.siamese(img_syn, s)
         yield c, img_real, img_syn
 
 

@@ -10,7 +10,7 @@ import re
 import torch
 
 from .augment import DSA
-from .data import get_dataset
+from .data import get_dataset, transform_mismatch
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
@@ -66,6 +66,9 @@ def main(argv=None) -> dict:
     model = a.model or meta.get("model", "ConvNet")
     res = a.res or meta.get("res")
     zca = meta.get("zca", False) if a.zca is None else a.zca
+    if meta and (why := transform_mismatch(meta, zca)):
+        raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
+                        f"would mean nothing (distil it again with this code)")
     real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
                        zca=zca)
     if a.n_test:

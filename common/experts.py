@@ -3,7 +3,7 @@
 A file holds a dict (read with ``torch.load(weights_only=True)``)::
 
     format, dataset, subset, res, model, channel, num_classes, im_size, num_params, param_shapes, zca,
-    train_epochs, lr_teacher, mom, l2, batch_train, dsa, n_train_per_class, seed,
+    transform (common.data.data_transform: how the images were made from pixels), train_epochs, lr_teacher, mom, l2, batch_train, dsa, n_train_per_class, seed,
     expert_indices: [int], test_acc: [float],
     trajectories: [Tensor(train_epochs + 1, num_params)]   # flat parameters after each epoch; row 0 = init
 
@@ -24,14 +24,15 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .data import recorded_transform, transform_mismatch
 from .errors import CheckpointError, UserError
 from .synsets.base import atomic_save
 
 FORMAT_VERSION = 1
 FILE_RE = re.compile(r"replay_buffer_(\d+)\.pt")
 # what a folder's files must agree on to be continued by TM/buffer.py (the training recipe)
-RECIPE_KEYS = ("dataset", "subset", "res", "model", "zca", "num_params", "train_epochs", "lr_teacher", "mom", "l2",
-               "batch_train", "dsa", "n_train_per_class")
+RECIPE_KEYS = ("dataset", "subset", "res", "model", "zca", "transform", "num_params", "train_epochs", "lr_teacher",
+               "mom", "l2", "batch_train", "dsa", "n_train_per_class")
 
 
 def file_name(n: int) -> str:
@@ -141,6 +142,10 @@ def _mismatch(header: dict, args, path: str, what: str) -> Optional[str]:
                    f"{'--zca' if now else '--no-zca'}" if key == "zca" else
                    f"built for {key} {saved!r}, not {now!r} (--{key})")
             return f"{what} {path} were {why}; build experts for this run with: {buffer_command(args)}"
+    why = transform_mismatch(header, args.zca)
+    if why:
+        return (f"{what} {path} were {why}; build them again (in a fresh --buffer_path, or after deleting "
+                f"{os.path.dirname(path)}) with: {buffer_command(args)}")
     return None
 
 

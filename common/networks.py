@@ -42,14 +42,19 @@ def make_act(kind: str) -> nn.Module:
     return _ACTS[kind]()
 
 
-def make_norm(kind: str, channels: int, ndim: int = 2) -> nn.Module:
-    """Normalisation over a (B, channels, *spatial) map. `layernorm` normalises over all of C and the
-    spatial axes with a per-channel affine (GroupNorm with one group), so it needs no spatial size."""
+def make_norm(kind: str, channels: int, ndim: int = 2, size: Sequence[int] | None = None) -> nn.Module:
+    """Normalisation over a (B, channels, *spatial) map. `layernorm` is LayerNorm over (C, *spatial) with an
+    elementwise affine, as in the original code, so it needs the map's spatial `size`; `instancenorm` and
+    `groupnorm` are GroupNorm(channels / 4 groups, channels) with a per-channel affine."""
     if kind == "none":
         return nn.Identity()
     if kind == "batchnorm":
         return _BATCHNORM[ndim](channels)
-    groups = {"layernorm": 1, "instancenorm": channels, "groupnorm": 4}
+    if kind == "layernorm":
+        if size is None:
+            raise ValueError("layernorm needs the spatial size of the feature map it normalises")
+        return nn.LayerNorm([channels, *size], elementwise_affine=True)
+    groups = {"instancenorm": channels, "groupnorm": 4}
     if kind not in groups:
         raise choice_error("normalization", kind, NORMS)
     return nn.GroupNorm(groups[kind], channels, affine=True)
@@ -115,8 +120,9 @@ class ConvNet(EmbedNet):
         in_channels = channel
         for d in range(depth):
             padding = 3 if d == 0 and _is_mnist_like(channel, im_size) else 1
-            layers += [make_conv(in_channels, width, ndim, 3, padding), make_norm(norm, width, ndim), make_act(act)]
             size = [_conv_out(s, 3, padding) for s in size]
+            layers += [make_conv(in_channels, width, ndim, 3, padding), make_norm(norm, width, ndim, size),
+                       make_act(act)]
             if pooling != "none" and min(size) >= 2:
                 layers.append(make_pool(pooling, ndim))
                 size = [s // 2 for s in size]
@@ -163,8 +169,8 @@ class AlexNet(EmbedNet):
         layers: list[nn.Module] = []
         size = list(im_size)
         for c_in, c_out, k, p, pool in spec:
-            layers += [nn.Conv2d(c_in, c_out, k, padding=p), make_norm(norm, c_out), nn.ReLU()]
             size = [_conv_out(s, k, p) for s in size]
+            layers += [nn.Conv2d(c_in, c_out, k, padding=p), make_norm(norm, c_out, size=size), nn.ReLU()]
             if pool:
                 layers.append(nn.MaxPool2d(2))
                 size = [s // 2 for s in size]
@@ -190,8 +196,8 @@ class VGG(EmbedNet):
                 size = [s // 2 for s in size]
                 continue
             padding = 3 if not layers and _is_mnist_like(channel, im_size) else 1
-            layers += [nn.Conv2d(in_channels, int(v), 3, padding=padding), make_norm(norm, int(v)), nn.ReLU()]
             size = [_conv_out(s, 3, padding) for s in size]
+            layers += [nn.Conv2d(in_channels, int(v), 3, padding=padding), make_norm(norm, int(v), size=size), nn.ReLU()]
             in_channels = int(v)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(in_channels * math.prod(size), num_classes)

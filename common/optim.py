@@ -17,6 +17,10 @@ class FieldAdam(torch.optim.Optimizer):
 
     ``active``: a callable returning a bool tensor (N,) of the fields that received a gradient since
     the last step (and clearing that record), or None to treat every field as active.
+
+    State per parameter: ``step`` (N,) step counts, ``exp_avg``, ``exp_avg_sq``, all on the parameter's device
+    and in its dtype, also after :meth:`load_state_dict` (torch's loader leaves a state called ``step`` where
+    it was, on the CPU for a checkpoint).
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -43,7 +47,7 @@ class FieldAdam(torch.optim.Optimizer):
                     continue
                 st = self.state[p]
                 if not st:
-                    st["step"] = torch.zeros(self.n_fields, dtype=torch.float32, device=p.device)
+                    st["step"] = torch.zeros(self.n_fields, dtype=p.dtype, device=p.device)
                     st["exp_avg"] = torch.zeros_like(p)
                     st["exp_avg_sq"] = torch.zeros_like(p)
                 if rows is None:
@@ -56,15 +60,31 @@ class FieldAdam(torch.optim.Optimizer):
                         t.index_copy_(0, rows, s)
         return loss
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        state_to_param_devices(self)
+
+
+def state_to_param_devices(optimizer: torch.optim.Optimizer) -> None:
+    """Move every state tensor of ``optimizer`` to its parameter's device, floating-point ones to its dtype."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            st = optimizer.state.get(p, {})
+            for k, v in st.items():
+                if torch.is_tensor(v):
+                    st[k] = v.to(device=p.device, dtype=p.dtype if v.is_floating_point() else v.dtype)
+
 
 def _adam_rows(p: Tensor, g: Tensor, m: Tensor, v: Tensor, step: Tensor, lr: float, b1: float, b2: float,
                eps: float) -> None:
-    """One Adam update in place, each row with its own step count (same formula as torch.optim.Adam)."""
+    """One Adam update in place, each row with its own step count: torch.optim.Adam's formula, with the bias
+    corrections computed in float64 (as Adam computes them from its Python-number step)."""
     step += 1
     shape = (-1,) + (1,) * (p.dim() - 1)
-    bc1 = (1 - b1 ** step).view(shape)
-    bc2 = (1 - b2 ** step).view(shape)
-    m.mul_(b1).add_(g, alpha=1 - b1)
+    t = step.double()
+    step_size = (lr / (1 - b1 ** t)).to(p.dtype).view(shape)
+    bc2_sqrt = (1 - b2 ** t).sqrt().to(p.dtype).view(shape)
+    m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
-    denom = (v.sqrt() / bc2.sqrt()).add_(eps)
-    p.addcdiv_(m, denom * bc1, value=-lr)
+    denom = (v.sqrt() / bc2_sqrt).add_(eps)
+    p.sub_(m * step_size / denom)

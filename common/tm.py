@@ -78,12 +78,17 @@ def unroll_student(net, layout: ParamLayout, theta: Tensor, syn_lr: Tensor, syns
     for s, idx in enumerate(batches):
         x, y = synset.get(idx.to(synset.labels.device))
         if dsa is not None:
-            x = dsa(x, dsa_seeds[s])
+            x = dsa.per_sample(x, dsa_seeds[s])
         logits = functional_call(net, layout.unflatten(theta), (x,))
         ce = F.cross_entropy(logits, y)
         grad, = torch.autograd.grad(ce, theta, create_graph=True)
         theta = theta - syn_lr * grad
     return theta
+
+
+def step_size_optimizer(syn_lr: Tensor, lr_lr: float) -> torch.optim.SGD:
+    """The optimiser of the learnable step size: SGD at ``lr_lr`` with momentum 0.5."""
+    return torch.optim.SGD([syn_lr], lr=lr_lr, momentum=LR_MOMENTUM)
 
 
 def tm_loss(theta_end: Tensor, theta_start: Tensor, theta_target: Tensor) -> Tensor:
@@ -111,7 +116,7 @@ class TrajectoryMatching:
                        f"{args.max_start_epoch}, target {args.expert_epochs} epochs later; evaluation uses the "
                        f"learned step size")
         self.syn_lr = torch.tensor(float(args.lr_teacher), device=device, requires_grad=True)
-        self.lr_optimizer = torch.optim.SGD([self.syn_lr], lr=args.lr_lr, momentum=LR_MOMENTUM)
+        self.lr_optimizer = step_size_optimizer(self.syn_lr, args.lr_lr)
         self.min_lr = min(MIN_SYN_LR, float(args.lr_teacher))
 
     # -- what one iteration uses: a pure function of (seed, iteration), so a resumed run continues alike --

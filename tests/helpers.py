@@ -6,16 +6,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from common.data import DEBIAN_FASHION_MNIST
 
 REPO = Path(__file__).resolve().parent.parent
-needs_fmnist = pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST"),
-                                  reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+# the device of the end-to-end runs: DD_TEST_DEVICE (benchmarks/gpu_suite.sh sets cuda), else the CPU
+TEST_DEVICE = os.environ.get("DD_TEST_DEVICE", "cpu")
+_NO_DATA = not DEBIAN_FASHION_MNIST.exists() and not os.path.isdir("data/FashionMNIST")
+_NO_DEVICE = TEST_DEVICE == "cuda" and not torch.cuda.is_available()
+needs_fmnist = pytest.mark.skipif(_NO_DATA or _NO_DEVICE,
+                                  reason="DD_TEST_DEVICE=cuda but torch sees no CUDA GPU" if _NO_DEVICE else
+                                  "Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 
-# a small real Fashion-MNIST run: few images, a narrow ConvNet, CPU
+# a small real Fashion-MNIST run: few images, a narrow ConvNet, on TEST_DEVICE
 SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
-         "--no-progress", "--device", "cpu"]
+         "--no-progress", "--device", TEST_DEVICE]
 # ... distilled briefly: small real batches, one short evaluation, a short DDiF warm start
 SMALL_DISTILL = SMALL + ["--batch_real", "16", "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100"]
 

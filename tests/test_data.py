@@ -333,7 +333,11 @@ def test_zca_uses_augment_lazily(cifar, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "common.augment", types.SimpleNamespace(zca_whiten=fake_zca_whiten))
     d = get_dataset("CIFAR100", str(tmp_path), zca=True)
     assert calls == [((200, 3, 32, 32), (20, 3, 32, 32))]
-    assert d.zca == "fitted" and torch.allclose(d.images_train, cifar.images_train * 2)
+    # the original whitens [0, 1] pixels: no mean/std normalisation when ZCA is on
+    mean, std = torch.tensor(cifar.mean).view(3, 1, 1), torch.tensor(cifar.std).view(3, 1, 1)
+    pixels = cifar.images_train * std + mean
+    assert d.zca == "fitted" and torch.allclose(d.images_train, pixels * 2, atol=1e-5)
+    assert d.mean == [0.0] * 3 and d.std == [1.0] * 3
 
 
 # ------------------------------------------------------------------------------------------------------

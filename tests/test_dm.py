@@ -8,7 +8,7 @@ import torch
 from common.data import get_dataset
 from common.dm import class_losses, random_frozen_network
 from common.synsets import load_checkpoint, synset_from_payload
-from helpers import SMALL_DISTILL as SMALL, cli, needs_fmnist, run_shipped_script
+from helpers import SMALL_DISTILL as SMALL, TEST_DEVICE, cli, needs_fmnist, run_shipped_script
 
 pytestmark = needs_fmnist
 
@@ -120,7 +120,7 @@ def test_eval_py_other_resolution_export_and_bad_checkpoints(tmp_path):
     out = tmp_path / "png"
     r = cli(sys.executable, "DM/eval.py", "--ckpt", str(best), "--res", "32", "--n_test", "100", "--num_eval", "1",
             "--epoch_eval_train", "2", "--export_dir", str(out), "--json_out", str(tmp_path / "r.json"),
-            "--no-progress", "--device", "cpu")
+            "--no-progress", "--device", TEST_DEVICE)
     assert r.returncode == 0, r.stderr
     assert "ConvNetW32 accuracy" in r.stdout
     assert "ConvNetW32" in json.loads((tmp_path / "r.json").read_text())
@@ -144,3 +144,13 @@ def test_eval_py_other_resolution_export_and_bad_checkpoints(tmp_path):
 def test_shipped_scripts_run_with_small_overrides(tmp_path, script):
     run_shipped_script("DM", script, tmp_path, *SMALL, "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
                        "--init_cache", str(tmp_path / "cache"))
+
+
+def test_wandb_offline_writes_its_files_into_the_run_folder(tmp_path):
+    pytest.importorskip("wandb")
+    root = run_dm(tmp_path, "--synset", "pixel", "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start",
+                  "--wandb")
+    runs = list((root / "pixel_ipc1_ConvNetW32_s0" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    log, = runs[0].glob("run-*.wandb")  # offline: config and history are records of this file
+    assert b"acc/ConvNetW32" in log.read_bytes() and b"batch_real" in log.read_bytes()

@@ -44,10 +44,11 @@ def reference_siren(coords_pd, weights, biases, w0_initial, w0):
 
 @pytest.mark.parametrize("size,channel,layers", [((7, 5), 3, 2), ((4, 6, 5), 1, 3)])
 @pytest.mark.parametrize("fields_per_chunk", [100, 1, 3])  # one chunk / one field per chunk / a ragged last chunk
-def test_batched_decode_matches_per_field_reference(monkeypatch, size, channel, layers, fields_per_chunk):
-    monkeypatch.setattr(ddif_mod, "CHUNK_ELEMENTS", fields_per_chunk * math.prod(size) * 5)
-    s = DDiF(2, channel, size, ipc=4, dipc=3, num_layers=layers, layer_size=5, w0_initial=30, w0=10)
-    idx = torch.tensor([0, 2, 3, 5])
+def test_batched_decode_matches_per_field_reference(monkeypatch, device, size, channel, layers, fields_per_chunk):
+    for name in ("CHUNK_ELEMENTS", "CHUNK_ELEMENTS_CUDA"):
+        monkeypatch.setattr(ddif_mod, name, fields_per_chunk * math.prod(size) * 5)
+    s = DDiF(2, channel, size, ipc=4, dipc=3, num_layers=layers, layer_size=5, w0_initial=30, w0=10).to(device)
+    idx = torch.tensor([0, 2, 3, 5], device=device)
     out = s.decode(idx)
     assert out.shape == (4, channel, *size)
     g_out = torch.randn_like(out)
@@ -56,7 +57,7 @@ def test_batched_decode_matches_per_field_reference(monkeypatch, size, channel, 
 
     ws = [w.detach().clone().requires_grad_() for w in s.weights]
     bs = [b.detach().clone().requires_grad_() for b in s.biases]
-    coords = coordinate_grid(size)
+    coords = coordinate_grid(size, device)
     ref = reference_siren(coords, [w[idx] for w in ws], [b[idx] for b in bs], 30.0, 10.0)
     ref = torch.stack([r.T.reshape(channel, *size) for r in ref])
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)

@@ -27,7 +27,7 @@ CHUNK_ELEMENTS_CUDA = 1 << 26
 # that of fitting the fields one by one.
 FIT_CHUNK_DIVISOR = 4
 # Part of the warm-start cache key: raise it when a change to the fitting code changes its result.
-WARM_START_VERSION = 2
+WARM_START_VERSION = 3
 
 
 def params_per_field(dim_in: int, num_layers: int, layer_size: int, dim_out: int) -> int:
@@ -36,9 +36,9 @@ def params_per_field(dim_in: int, num_layers: int, layer_size: int, dim_out: int
     return (dim_in + 1) * w + (num_layers - 1) * (w + 1) * w + (w + 1) * dim_out
 
 
-def coordinate_grid(size: Sequence[int], device=None) -> Tensor:
+def coordinate_grid(size: Sequence[int], device=None, dtype=None) -> Tensor:
     """(prod(size), len(size)) coordinates, every axis spanning [-1, 1], the last axis fastest."""
-    axes = [torch.linspace(-1, 1, n, device=device) for n in size]
+    axes = [torch.linspace(-1, 1, n, device=device, dtype=dtype) for n in size]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(size))
 
 
@@ -240,13 +240,16 @@ class DDiF(SynSet):
 
     # -- decoding -------------------------------------------------------------------------------
     def grid(self, res=None) -> Tensor:
-        """Coordinates of the decoding grid with a row of ones, (dim_in + 1, prod(size))."""
-        size = self.output_size(res)
-        return self.coords if size == self.im_size else with_ones(coordinate_grid(size, self.coords.device).T)
+        """Coordinates of the decoding grid with a row of ones, (dim_in + 1, prod(size)), in the fields' dtype."""
+        size, w = self.output_size(res), self.weights[0]
+        if size == self.im_size:
+            return self.coords.to(w.dtype)
+        return with_ones(coordinate_grid(size, w.device, w.dtype).T)
 
     def grid_axes(self, size) -> tuple:
-        """The 1-D coordinates of each grid axis, in [-1, 1]."""
-        return tuple(torch.linspace(-1, 1, k, device=self.coords.device) for k in size)
+        """The 1-D coordinates of each grid axis, in [-1, 1], in the fields' dtype."""
+        w = self.weights[0]
+        return tuple(torch.linspace(-1, 1, k, device=w.device, dtype=w.dtype) for k in size)
 
     def scales(self) -> tuple:
         """The frequency each sine layer multiplies by: w0_initial, then w0."""
@@ -295,7 +298,7 @@ class DDiF(SynSet):
         self.reset_parameters(generator)
         opt = FieldAdam(self.trainable(), lr=lr)
         tgt = targets.flatten(2)  # (N, C, P)
-        xa, axes, n, scales = self.coords, self.grid_axes(self.im_size), self.n_total, self.scales()
+        xa, axes, n, scales = self.grid(), self.grid_axes(self.im_size), self.n_total, self.scales()
         chunk = max(1, self.chunk_fields(xa.shape[1]) // FIT_CHUNK_DIVISOR)
         params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
