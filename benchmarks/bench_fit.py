@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 
@@ -39,14 +40,17 @@ def run(fields: int, steps: int, res: int, device: str, chunk_elements: int, dat
     from bench_ddif import peak_rss_bytes, reset_peak_rss, rss_bytes
     from common.synsets import DDiF
     from common.synsets import ddif as ddif_mod
+    from common.synsets.ddif import params_per_field
 
     dev = torch.device(device)
     if chunk_elements:
         ddif_mod.CHUNK_ELEMENTS = ddif_mod.CHUNK_ELEMENTS_CUDA = chunk_elements
     tgt = targets(fields, res, data_path)
     tgt = tgt.to(dev)
-    # one field per target: ImageNette ipc 1's field, with dipc = fields as one "class"
-    s = DDiF(1, 3, (res, res), ipc=fields, dipc=fields, num_layers=3, layer_size=20, w0_initial=30, w0=40)
+    # one field per target (ImageNette ipc 1's field): one "class" of `fields` fields, with a budget that holds them
+    ppf = params_per_field(2, 3, 20, 3)
+    ipc = math.ceil(fields * ppf / (3 * res * res))
+    s = DDiF(1, 3, (res, res), ipc=ipc, dipc=fields, num_layers=3, layer_size=20, w0_initial=30, w0=40)
     s = s.to(dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     s.fit(tgt, 2, 5e-4, progress=False)  # warm-up: allocations, kernels

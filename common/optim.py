@@ -87,4 +87,4 @@ def _adam_rows(p: Tensor, g: Tensor, m: Tensor, v: Tensor, step: Tensor, lr: flo
     m.lerp_(g, 1 - b1)
     v.mul_(b2).addcmul_(g, g, value=1 - b2)
     denom = (v.sqrt() / bc2_sqrt).add_(eps)
-    p.sub_(m * step_size / denom)
+    p.addcdiv_(m * step_size, denom, value=-1.0)
