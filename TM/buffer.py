@@ -19,10 +19,9 @@ from tqdm.auto import tqdm
 from common.args import Bool, FrozenArgs, native_res
 from common.augment import DEFAULT_STRATEGY, DSA
 from common.cli import run_main
-from common.data import DATASETS
+from common.data import DATASETS, recorded_transform
 from common.distill import load_real
 from common.errors import UserError, choice_error
-from common.data import recorded_transform
 from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
                             save_expert_file, train_expert)
 from common.networks import get_network, list_networks
@@ -92,8 +91,10 @@ def existing_experts(folder: str, header: dict) -> tuple[int, int]:
         obj = dict(obj, transform=recorded_transform(obj))  # files from before the transform was recorded
         diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in RECIPE_KEYS if obj.get(k) != header[k]]
         if diff:
-            raise UserError(f"{path} holds experts made with {', '.join(diff)}; continue with the same flags, or "
-                            f"use another --buffer_path (or delete that folder)")
+            how = ("this code no longer makes such experts; " if obj["transform"] != header["transform"] else
+                   "continue with the same flags, or ")
+            raise UserError(f"{path} holds experts made with {', '.join(diff)}; {how}use another --buffer_path (or "
+                            f"delete that folder)")
         count += len(obj["trajectories"])
     return count, (files[-1][0] + 1 if files else 0)
 

@@ -36,17 +36,28 @@ def targets(fields: int, res: int, data_path: str):
 
 
 def run(fields: int, steps: int, res: int, device: str, chunk_elements: int, data_path: str) -> dict:
+    """One timed fit at decoder chunk size ``chunk_elements`` (0: the code's default for the device)."""
+    import torch
+    from common.synsets import ddif as ddif_mod
+
+    dev = torch.device(device)
+    default = ddif_mod.CHUNK_ELEMENTS_CUDA if dev.type == "cuda" else ddif_mod.CHUNK_ELEMENTS
+    chunk_elements = chunk_elements or default
+    saved = ddif_mod.CHUNK_ELEMENTS, ddif_mod.CHUNK_ELEMENTS_CUDA
+    ddif_mod.CHUNK_ELEMENTS = ddif_mod.CHUNK_ELEMENTS_CUDA = chunk_elements
+    try:
+        return _fit(fields, steps, res, dev, chunk_elements, data_path)
+    finally:
+        ddif_mod.CHUNK_ELEMENTS, ddif_mod.CHUNK_ELEMENTS_CUDA = saved
+
+
+def _fit(fields: int, steps: int, res: int, dev, chunk_elements: int, data_path: str) -> dict:
     import torch
     from bench_ddif import peak_rss_bytes, reset_peak_rss, rss_bytes
     from common.synsets import DDiF
-    from common.synsets import ddif as ddif_mod
     from common.synsets.ddif import params_per_field
 
-    dev = torch.device(device)
-    if chunk_elements:
-        ddif_mod.CHUNK_ELEMENTS = ddif_mod.CHUNK_ELEMENTS_CUDA = chunk_elements
-    tgt = targets(fields, res, data_path)
-    tgt = tgt.to(dev)
+    tgt = targets(fields, res, data_path).to(dev)
     # one field per target (ImageNette ipc 1's field): one "class" of `fields` fields, with a budget that holds them
     ppf = params_per_field(2, 3, 20, 3)
     ipc = math.ceil(fields * ppf / (3 * res * res))
@@ -65,15 +76,10 @@ def run(fields: int, steps: int, res: int, device: str, chunk_elements: int, dat
     mse = s.fit(tgt, steps, 5e-4, progress=False)
     sync()
     seconds = time.perf_counter() - t0
-    if dev.type == "cuda":
-        peak, held = torch.cuda.max_memory_allocated(), base
-    else:
-        peak, held = peak_rss_bytes(), base
-    return dict(fields=fields, params_per_field=s.params_per_instance(), steps=steps, res=res, device=device,
-                chunk_elements=chunk_elements or (ddif_mod.CHUNK_ELEMENTS_CUDA if dev.type == "cuda"
-                                                  else ddif_mod.CHUNK_ELEMENTS),
-                seconds=seconds, peak_mb=peak / 2**20, peak_above_held_mb=(peak - held) / 2**20,
-                held_mb=held / 2**20, final_mse=mse)
+    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else peak_rss_bytes()
+    return dict(fields=fields, params_per_field=s.params_per_instance(), steps=steps, res=res, device=dev.type,
+                chunk_elements=chunk_elements, seconds=seconds, peak_mb=peak / 2**20,
+                peak_above_held_mb=(peak - base) / 2**20, held_mb=base / 2**20, final_mse=mse)
 
 
 def main() -> None:

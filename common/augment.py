@@ -215,7 +215,7 @@ class DSA:
         return self._affine(x, theta)
 
 
-def zca_whiten(train: Tensor, test: Tensor, eps: float = 0.1) -> tuple[Tensor, Tensor, object]:
+def zca_whiten(train: Tensor, test: Tensor, eps: float) -> tuple[Tensor, Tensor, object]:
     """ZCA-whiten `train` and `test` with a transform fitted on the flattened `train` images.
 
     Returns (whitened train, whitened test, fitted kornia ZCAWhitening); ``zca.inverse_transform(x)`` maps

@@ -124,8 +124,8 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 @dataclass
 class RealData:
     """A real dataset in memory. Images are float32 (N, C, H, W): normalised with mean/std, or, when ``zca`` is
-    set, [0, 1] pixels ZCA-whitened (then mean 0 and std 1, so display code only undoes the whitening); labels
-    int64. ``indices_class[c]`` indexes the train images of class c
+    set, [0, 1] pixels ZCA-whitened (``mean`` is then 0 and ``std`` 1, so display code only undoes the
+    whitening); labels int64. ``indices_class[c]`` indexes the train images of class c
     (CPU LongTensors, also after :meth:`to`)."""
 
     name: str

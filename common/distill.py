@@ -11,6 +11,7 @@ import dataclasses
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -24,7 +25,7 @@ from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool
 from .paths import init_cache_path, run_dir
-from .runlog import RunRecord, save_grid
+from .runlog import RunRecord, atomic_write_text, save_grid
 from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
 from .utils import derive_seed, resolve_device, seed_everything
 
@@ -113,6 +114,9 @@ def run_distillation(args, objective_cls) -> dict:
     if resumed:
         state = load_checkpoint(ckpt_path, "resume checkpoint")
         check_identity(state.get("args", {}), args, ckpt_path)
+        if why := transform_mismatch(checkpoint_meta(state), args.zca):
+            raise CheckpointError(f"resume checkpoint {ckpt_path} holds a set {why}; start a new run (another "
+                                  f"--exp_name, or delete {record.folder})")
         synset.load_payload(state["synset"], f"resume checkpoint {ckpt_path}")
         init_images = state["init_images"]
     else:
@@ -134,7 +138,8 @@ def run_distillation(args, objective_cls) -> dict:
     wandb = _wandb(args, record) if args.wandb else None
 
     def save_resume(next_it: int):
-        atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS}, "iteration": next_it,
+        atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
+                     "transform": ctx.real.transform, "iteration": next_it,
                      "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
                      "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
                      "best": best, "init_images": init_images}, ckpt_path)
@@ -190,6 +195,14 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     return results
 
 
+def checkpoint_meta(state: dict) -> dict:
+    """What a resume checkpoint says about the data its set was distilled on (as ``synset_best.pt``'s meta)."""
+    meta = dict(state.get("args", {}))
+    if state.get("transform"):
+        meta["transform"] = state["transform"]
+    return meta
+
+
 def check_identity(saved: dict, args, path: str) -> None:
     diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(args, k, None)!r}"
             for k in IDENTITY_KEYS if saved.get(k) != getattr(args, k, None)]
@@ -203,6 +216,13 @@ def _wandb(args, record: RunRecord):
         import wandb
     except ImportError:
         raise UserError("--wandb needs the wandb package: pip install -r requirements.txt") from None
-    run_id = f"{derive_seed(os.path.abspath(record.folder)):08x}"  # the same wandb run when --resume continues
+    id_file = record.path("wandb_id.txt")  # a resumed run continues its wandb run; a new one starts its own
+    if args.resume and os.path.exists(id_file):
+        with open(id_file) as f:
+            run_id = f.read().strip()
+    else:
+        run_id = uuid.uuid4().hex[:12]
+        atomic_write_text(id_file, run_id + "\n")
     return wandb.init(project=args.wandb_project, name=os.path.basename(record.folder), id=run_id,
-                      dir=record.folder, mode=args.wandb_mode, config=args.as_dict(), resume="allow")
+                      dir=record.folder, mode=args.wandb_mode, config=args.as_dict(),
+                      resume="allow" if args.resume else None)

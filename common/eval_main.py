@@ -11,6 +11,7 @@ import torch
 
 from .augment import DSA
 from .data import get_dataset, transform_mismatch
+from .distill import checkpoint_meta
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
@@ -57,9 +58,10 @@ def main(argv=None) -> dict:
     if a.ckpt:
         payload = load_checkpoint(a.ckpt, "checkpoint")
         if "synset" in payload and isinstance(payload["synset"], dict):  # a resume checkpoint.pt
-            payload = payload["synset"]
+            meta, payload = checkpoint_meta(payload), payload["synset"]
+        else:
+            meta = payload.get("meta", {})
         synset = synset_from_payload(payload, f"checkpoint {a.ckpt}")
-        meta = payload.get("meta", {})
     dataset = a.dataset or meta.get("dataset")
     if not dataset:
         raise UserError("the checkpoint does not name its dataset; pass --dataset")
@@ -67,8 +69,9 @@ def main(argv=None) -> dict:
     res = a.res or meta.get("res")
     zca = meta.get("zca", False) if a.zca is None else a.zca
     if meta and (why := transform_mismatch(meta, zca)):
+        overridden = a.zca is not None and a.zca != meta.get("zca", False)
         raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
-                        f"would mean nothing (distil it again with this code)")
+                        f"would mean nothing ({'leave out --zca/--no-zca' if overridden else 'distil it again'})")
     real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
                        zca=zca)
     if a.n_test:

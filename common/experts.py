@@ -144,8 +144,8 @@ def _mismatch(header: dict, args, path: str, what: str) -> Optional[str]:
             return f"{what} {path} were {why}; build experts for this run with: {buffer_command(args)}"
     why = transform_mismatch(header, args.zca)
     if why:
-        return (f"{what} {path} were {why}; build them again (in a fresh --buffer_path, or after deleting "
-                f"{os.path.dirname(path)}) with: {buffer_command(args)}")
+        return (f"{what} {path} were {why}; delete {os.path.dirname(path)} and build them again with: "
+                f"{buffer_command(args)} (or build them under another --buffer_path)")
     return None
 
 

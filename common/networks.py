@@ -44,8 +44,8 @@ def make_act(kind: str) -> nn.Module:
 
 def make_norm(kind: str, channels: int, ndim: int = 2, size: Sequence[int] | None = None) -> nn.Module:
     """Normalisation over a (B, channels, *spatial) map. `layernorm` is LayerNorm over (C, *spatial) with an
-    elementwise affine, as in the original code, so it needs the map's spatial `size`; `instancenorm` and
-    `groupnorm` are GroupNorm(channels / 4 groups, channels) with a per-channel affine."""
+    elementwise affine, as in the original code, so it needs the map's spatial `size`; `instancenorm` is
+    GroupNorm(channels, channels) and `groupnorm` GroupNorm(4, channels), both with a per-channel affine."""
     if kind == "none":
         return nn.Identity()
     if kind == "batchnorm":

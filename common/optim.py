@@ -18,9 +18,10 @@ class FieldAdam(torch.optim.Optimizer):
     ``active``: a callable returning a bool tensor (N,) of the fields that received a gradient since
     the last step (and clearing that record), or None to treat every field as active.
 
-    State per parameter: ``step`` (N,) step counts, ``exp_avg``, ``exp_avg_sq``, all on the parameter's device
-    and in its dtype, also after :meth:`load_state_dict` (torch's loader leaves a state called ``step`` where
-    it was, on the CPU for a checkpoint).
+    State per parameter: ``step`` (N,) step counts (float32, or the parameter's dtype when wider, so that half
+    precision does not stop counting at 2048), ``exp_avg`` and ``exp_avg_sq`` in the parameter's dtype, all on
+    the parameter's device, also after :meth:`load_state_dict` (torch's loader leaves a state called ``step``
+    where it was: on the CPU, for a checkpoint).
     """
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
@@ -47,7 +48,7 @@ class FieldAdam(torch.optim.Optimizer):
                     continue
                 st = self.state[p]
                 if not st:
-                    st["step"] = torch.zeros(self.n_fields, dtype=p.dtype, device=p.device)
+                    st["step"] = torch.zeros(self.n_fields, dtype=step_dtype(p), device=p.device)
                     st["exp_avg"] = torch.zeros_like(p)
                     st["exp_avg_sq"] = torch.zeros_like(p)
                 if rows is None:
@@ -65,14 +66,21 @@ class FieldAdam(torch.optim.Optimizer):
         state_to_param_devices(self)
 
 
+def step_dtype(p: Tensor) -> torch.dtype:
+    """The dtype of step counts for parameter ``p``: float32, or p's dtype when wider."""
+    return torch.promote_types(p.dtype, torch.float32)
+
+
 def state_to_param_devices(optimizer: torch.optim.Optimizer) -> None:
-    """Move every state tensor of ``optimizer`` to its parameter's device, floating-point ones to its dtype."""
+    """Move every state tensor of ``optimizer`` to its parameter's device; floating-point ones take its dtype
+    (``step`` counts: :func:`step_dtype`)."""
     for group in optimizer.param_groups:
         for p in group["params"]:
             st = optimizer.state.get(p, {})
             for k, v in st.items():
                 if torch.is_tensor(v):
-                    st[k] = v.to(device=p.device, dtype=p.dtype if v.is_floating_point() else v.dtype)
+                    dtype = (step_dtype(p) if k == "step" else p.dtype) if v.is_floating_point() else v.dtype
+                    st[k] = v.to(device=p.device, dtype=dtype)
 
 
 def _adam_rows(p: Tensor, g: Tensor, m: Tensor, v: Tensor, step: Tensor, lr: float, b1: float, b2: float,

@@ -326,7 +326,7 @@ def test_to(cifar):
 def test_zca_uses_augment_lazily(cifar, tmp_path, monkeypatch):
     calls = []
 
-    def fake_zca_whiten(train, test, eps=0.1):
+    def fake_zca_whiten(train, test, eps):
         calls.append((train.shape, test.shape))
         return train * 2, test * 2, "fitted"
 

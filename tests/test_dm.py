@@ -154,3 +154,11 @@ def test_wandb_offline_writes_its_files_into_the_run_folder(tmp_path):
     assert len(runs) == 1
     log, = runs[0].glob("run-*.wandb")  # offline: config and history are records of this file
     assert b"acc/ConvNetW32" in log.read_bytes() and b"batch_real" in log.read_bytes()
+    run_id = (root / "pixel_ipc1_ConvNetW32_s0" / "wandb_id.txt").read_text().strip()
+    assert runs[0].name.endswith("-" + run_id)
+    # a resumed run logs to the same wandb run
+    run_dm(tmp_path, "--synset", "pixel", "--Iteration", "4", "--eval_it", "2", "--no-eval_at_start", "--wandb",
+           "--resume")
+    runs = list((root / "pixel_ipc1_ConvNetW32_s0" / "wandb").glob("offline-run-*"))  # one per start second
+    assert runs and all(r.name.endswith("-" + run_id) for r in runs)
+    assert (root / "pixel_ipc1_ConvNetW32_s0" / "wandb_id.txt").read_text().strip() == run_id

@@ -323,3 +323,39 @@ def test_fitting_benchmark_runs_small_on_the_cpu(tmp_path):
     row, = json.loads(out.read_text())
     assert (row["fields"], row["params_per_field"], row["steps"]) == (6, 963, 30)
     assert row["seconds"] > 0 and 0 < row["final_mse"] < 2
+
+
+def test_field_adam_counts_steps_in_float32_for_half_precision_fields():
+    p = torch.zeros(3, 2, dtype=torch.bfloat16, requires_grad=True)
+    opt = FieldAdam([p], lr=0.01)
+    for _ in range(300):  # bfloat16 itself cannot count past 256
+        p.grad = torch.ones_like(p)
+        opt.step()
+    assert opt.state[p]["step"].dtype == torch.float32 and opt.state[p]["step"].tolist() == [300.0] * 3
+    q = torch.zeros(3, 2, dtype=torch.bfloat16, requires_grad=True)
+    opt2 = FieldAdam([q], lr=0.01)
+    opt2.load_state_dict(_round_trip(opt.state_dict()))
+    assert opt2.state[q]["step"].dtype == torch.float32 and opt2.state[q]["exp_avg"].dtype == torch.bfloat16
+
+
+@needs_debian_fmnist
+def test_resume_checkpoint_and_eval_refuse_a_set_made_with_the_old_zca(tmp_path):
+    pytest.importorskip("kornia")
+    from common.errors import CheckpointError
+    from common.eval_main import main as eval_main
+    from common.synsets import atomic_save, load_checkpoint
+    from DM.main_DM import main
+    from helpers import SMALL_DISTILL
+    flags = SMALL_DISTILL + ["--synset", "pixel", "--zca", "--Iteration", "1", "--no-eval_at_start",
+                             "--save_path", str(tmp_path / "runs"), "--exp_name", "z"]
+    main(flags)
+    ckpt = tmp_path / "runs" / "DM" / "FashionMNIST" / "z" / "checkpoint.pt"
+    state = load_checkpoint(str(ckpt))
+    assert state["transform"] == TRANSFORM_ZCA
+    del state["transform"]  # what a checkpoint of this code before the ZCA fix holds
+    atomic_save(state, str(ckpt))
+    with pytest.raises(CheckpointError, match="ZCA-whitened mean/std-normalised images"):
+        main(flags[:flags.index("--Iteration")] + ["--Iteration", "2", "--no-eval_at_start", "--save_path",
+                                                    str(tmp_path / "runs"), "--exp_name", "z", "--resume"])
+    with pytest.raises(UserError, match="ZCA-whitened mean/std-normalised images"):
+        eval_main(["--ckpt", str(ckpt), "--no_eval", "--device", "cpu"])

@@ -18,7 +18,7 @@ from common.experts import ParamLayout, load_experts, read_expert_file
 from common.networks import get_network
 from common.synsets import DDiF, load_checkpoint
 from common.tm import TrajectoryMatching, add_tm_args, tm_loss, unroll_student
-from helpers import SMALL, cli, needs_fmnist, run_shipped_script
+from helpers import SMALL, TEST_DEVICE, assert_same_run, cli, needs_fmnist, run_shipped_script
 
 pytestmark = needs_fmnist
 
@@ -76,7 +76,8 @@ def test_buffer_writes_trajectories_that_reload(work):
     from common.distill import load_real
     real = load_real(tm_args(work, work))
     net.load_state_dict({k: v.clone() for k, v in layout.unflatten(traj[2]).items()})
-    assert accuracy_of(net, real.images_test, real.labels_test) == obj["test_acc"][0]
+    acc = accuracy_of(net.to(TEST_DEVICE), real.images_test, real.labels_test)
+    assert abs(acc - obj["test_acc"][0]) <= (0 if TEST_DEVICE == "cpu" else 1 / len(real.labels_test))
     args = tm_args(work, work)
     for load_all in (False, True):
         experts = load_experts(str(folder), args, load_all=load_all, min_epochs=2)
@@ -181,8 +182,9 @@ def test_run_records_syn_lr_resumes_exactly_and_eval_uses_it(work, tmp_path, mon
     runs = tmp_path / "runs" / "TM" / "FashionMNIST"
     a, b = (load_checkpoint(str(runs / n / "checkpoint.pt")) for n in ("straight", "split"))
     assert a["iteration"] == b["iteration"] == 3
-    assert torch.equal(a["synset"]["state"]["images"], b["synset"]["state"]["images"])
-    assert a["objective"]["syn_lr"] == b["objective"]["syn_lr"] != 0.01
+    assert_same_run(a["synset"]["state"]["images"], b["synset"]["state"]["images"])
+    assert_same_run(a["objective"]["syn_lr"], b["objective"]["syn_lr"])
+    assert a["objective"]["syn_lr"] != 0.01
     rows = [json.loads(l) for l in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 3 and rows[-1]["syn_lr"] == pytest.approx(a["objective"]["syn_lr"].item())
     best = load_checkpoint(str(runs / "straight" / "synset_best.pt"))

@@ -242,8 +242,8 @@ class DDiF(SynSet):
     def grid(self, res=None) -> Tensor:
         """Coordinates of the decoding grid with a row of ones, (dim_in + 1, prod(size)), in the fields' dtype."""
         size, w = self.output_size(res), self.weights[0]
-        if size == self.im_size:
-            return self.coords.to(w.dtype)
+        if size == self.im_size and self.coords.dtype == w.dtype:
+            return self.coords
         return with_ones(coordinate_grid(size, w.device, w.dtype).T)
 
     def grid_axes(self, size) -> tuple:
