@@ -60,7 +60,8 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--eval_mode", default="S", help=f"networks to evaluate with: {', '.join(EVAL_MODES)}")
     g.add_argument("--num_eval", type=int, default=None, help="networks trained per evaluation")
     g.add_argument("--epoch_eval_train", type=int, default=None,
-                   help="E: evaluation networks train E + 1 epochs (0..E) on the synthetic set, lr / 10 after E // 2 + 1")
+                   help="E: evaluation networks train E + 1 epochs (0..E) on the synthetic set, lr / 10 after "
+                        "epoch E // 2 + 1")
     g.add_argument("--lr_net", type=float, default=None, help="learning rate of evaluation/inner networks")
     return p
 

@@ -3,7 +3,8 @@
 A file holds a dict (read with ``torch.load(weights_only=True)``)::
 
     format, dataset, subset, res, model, channel, num_classes, im_size, num_params, param_shapes, zca,
-    transform (common.data.data_transform: how the images were made from pixels), train_epochs, lr_teacher, mom, l2, batch_train, dsa, n_train_per_class, seed,
+    transform (common.data.data_transform: how the images were made from pixels), train_epochs, lr_teacher,
+    mom, l2, batch_train, dsa, n_train_per_class, seed,
     expert_indices: [int], test_acc: [float],
     trajectories: [Tensor(train_epochs + 1, num_params)]   # flat parameters after each epoch; row 0 = init
 
@@ -24,7 +25,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .data import recorded_transform, transform_mismatch
+from .data import transform_mismatch
 from .errors import CheckpointError, UserError
 from .synsets.base import atomic_save
 

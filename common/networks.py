@@ -197,7 +197,8 @@ class VGG(EmbedNet):
                 continue
             padding = 3 if not layers and _is_mnist_like(channel, im_size) else 1
             size = [_conv_out(s, 3, padding) for s in size]
-            layers += [nn.Conv2d(in_channels, int(v), 3, padding=padding), make_norm(norm, int(v), size=size), nn.ReLU()]
+            layers += [nn.Conv2d(in_channels, int(v), 3, padding=padding), make_norm(norm, int(v), size=size),
+                       nn.ReLU()]
             in_channels = int(v)
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(in_channels * math.prod(size), num_classes)
