@@ -29,6 +29,8 @@ DATASETS: tuple[str, ...] = ("FashionMNIST", "MNIST", "CIFAR10", "CIFAR100", "SV
 DEFAULT_DATA_PATH = "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 NO_DOWNLOAD_ENV = "DD_NO_DOWNLOAD"  # set to 1 to never try a torchvision download
+IMAGENET_DEFAULT_RES = 128
+IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 ZCA_EPS = 0.1  # the original's kornia ZCAWhitening(eps=0.1)
 # How the images of a RealData were made from pixels. Expert files, warm-start caches and synthetic-set
 # checkpoints record it, so that data prepared another way (this code's earlier ZCA whitened mean/std-normalised
@@ -61,8 +63,7 @@ def transform_mismatch(record: dict, zca: bool) -> Optional[str]:
     if saved == now:
         return None
     return f"made from {TRANSFORM_TEXT.get(saved, saved)}, but this run uses {TRANSFORM_TEXT[now]}"
-IMAGENET_DEFAULT_RES = 128
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+
 
 # ImageNet subsets as defined by the MTT code (and reused by DDiF/FreD): ImageNet-1k class indices, where
 # index i is the i-th of the 1000 ILSVRC-2012 wnids in sorted order (torchvision ImageFolder order).
