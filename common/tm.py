@@ -8,8 +8,23 @@ expert at epoch ``s + expert_epochs``; it is back-propagated through all the stu
 synthetic set (its own optimiser) and into ``syn_lr`` (SGD, lr ``lr_lr``, momentum 0.5, kept >= 0.001).
 
 The student is one flat parameter vector; each step runs the network with
-:func:`torch.func.functional_call` on that vector cut into the parameter shapes. Only the sampled
-instances are decoded (``synset.get(indices)``), so a DDiF field that was not sampled gets no gradient
+:func:`torch.func.functional_call` on that vector cut into the parameter shapes.
+
+Two ways to get the gradient, chosen by ``--tm_grad``; both are MTT's gradient of the full unroll:
+
+- ``unroll`` (the reference) keeps every step's double-backward graph and back-propagates once at the end;
+  its memory grows linearly with ``syn_steps`` (about 3 MB per synthetic image per step on Fashion-MNIST).
+- ``recompute`` (the default) decodes the instances the iteration samples once, runs the steps without a
+  graph keeping only the student's parameters after each step (``syn_steps + 1`` flat vectors), then walks
+  the steps backwards: step j is recomputed from its stored start with the same batch and DSA draw, and the
+  adjoint ``a`` of ``theta_j = theta_{j-1} - lr * g_j(theta_{j-1}, x_j)`` is carried back by one
+  Hessian-vector product (double backward): ``a <- a - lr * H_j a``, ``dL/dx_j -= lr * d(g_j . a)/dx_j``,
+  ``dL/dlr -= g_j . a``. The gradients of the decoded instances are summed over the steps and sent into the
+  fields (DDiF), coefficients (FreD) or pixels once. Peak memory is one step's double-backward graph plus
+  the stored vectors, independent of ``syn_steps``; the time is about one extra forward and backward pass
+  per step.
+
+Either way only the sampled instances are decoded, so a DDiF field that was not sampled gets no gradient
 and :class:`~common.optim.FieldAdam` leaves it untouched.
 """
 from __future__ import annotations
@@ -29,6 +44,7 @@ from .networks import get_network
 from .paths import expert_dir
 from .utils import derive_seed
 
+TM_GRADS = ("recompute", "unroll")
 MIN_SYN_LR = 1e-3  # the learnable step size is clipped to at least this after each update
 LR_MOMENTUM = 0.5
 
@@ -41,6 +57,10 @@ def add_tm_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--max_start_epoch", type=int, default=None, help="start epochs are drawn from [0, this)")
     g.add_argument("--lr_lr", type=float, default=None, help="learning rate of the learnable step size")
     g.add_argument("--lr_teacher", type=float, default=None, help="initial learnable step size")
+    g.add_argument("--tm_grad", default="recompute", choices=TM_GRADS,
+                   help="gradient through the student's steps, both exact: recompute (memory independent of "
+                        "syn_steps; the steps are recomputed backwards with Hessian-vector products) or unroll "
+                        "(keeps every step's graph; the reference)")
     g.add_argument("--load_all", action=Bool, default=False,
                    help="read every expert into memory (default: memory-map the files)")
     g.add_argument("--max_files", type=int, default=0, help="use only the first this many expert files (0: all)")
@@ -69,21 +89,83 @@ def batch_schedule(n: int, batch: int, steps: int, generator: torch.Generator) -
     return out[:steps]
 
 
+def _student_loss(net, layout: ParamLayout, theta: Tensor, x: Tensor, y: Tensor, dsa, seed) -> Tensor:
+    """Cross-entropy of the student ``theta`` on one (augmented) batch."""
+    if dsa is not None:
+        x = dsa.per_sample(x, seed)
+    return F.cross_entropy(functional_call(net, layout.unflatten(theta), (x,)), y)
+
+
 def unroll_student(net, layout: ParamLayout, theta: Tensor, syn_lr: Tensor, synset, batches: Sequence[Tensor],
                    dsa=None, dsa_seeds: Optional[Sequence[int]] = None) -> Tensor:
     """``len(batches)`` differentiable SGD steps of the student ``theta`` on the synthetic set; returns the
-    final parameters, a function of ``theta``, ``syn_lr`` and the synthetic set's parameters."""
+    final parameters, a function of ``theta``, ``syn_lr`` and the synthetic set's parameters (every step's
+    graph is kept)."""
     if not theta.requires_grad:
         theta = theta.detach().requires_grad_(True)
     for s, idx in enumerate(batches):
         x, y = synset.get(idx.to(synset.labels.device))
-        if dsa is not None:
-            x = dsa.per_sample(x, dsa_seeds[s])
-        logits = functional_call(net, layout.unflatten(theta), (x,))
-        ce = F.cross_entropy(logits, y)
+        ce = _student_loss(net, layout, theta, x, y, dsa, None if dsa is None else dsa_seeds[s])
         grad, = torch.autograd.grad(ce, theta, create_graph=True)
         theta = theta - syn_lr * grad
     return theta
+
+
+def unroll_backward(net, layout: ParamLayout, theta_start: Tensor, theta_target: Tensor, syn_lr: Tensor, synset,
+                    batches: Sequence[Tensor], dsa=None, dsa_seeds: Optional[Sequence[int]] = None) -> float:
+    """The TM loss of one iteration by the full unroll, its gradient accumulated into the synthetic set's
+    parameters' and ``syn_lr``'s ``.grad``; returns the loss."""
+    end = unroll_student(net, layout, theta_start, syn_lr, synset, batches, dsa, dsa_seeds)
+    loss = tm_loss(end, theta_start, theta_target)
+    torch.autograd.backward(loss, inputs=[*synset.trainable(), syn_lr])
+    return loss.item()
+
+
+def recompute_backward(net, layout: ParamLayout, theta_start: Tensor, theta_target: Tensor, syn_lr: Tensor,
+                       synset, batches: Sequence[Tensor], dsa=None,
+                       dsa_seeds: Optional[Sequence[int]] = None) -> float:
+    """What :func:`unroll_backward` computes (the same loss, the same gradients up to rounding), with memory
+    independent of the number of steps: see the module docstring."""
+    dev = synset.labels.device
+    batches = [b.to(dev) for b in batches]
+    used, inverse = torch.unique(torch.cat(batches), return_inverse=True)
+    positions = inverse.split([len(b) for b in batches])
+    decoded, labels = synset.get(used)  # the only decode; its graph reaches the set's parameters
+    xs = decoded.detach()
+    lr = syn_lr.detach()
+    seeds = [None] * len(batches) if dsa is None else dsa_seeds
+
+    thetas = [theta_start.detach()]  # the student after 0, 1, ..., syn_steps steps
+    for pos, seed in zip(positions, seeds):
+        theta = thetas[-1].requires_grad_(True)
+        g, = torch.autograd.grad(_student_loss(net, layout, theta, xs[pos], labels[pos], dsa, seed), theta)
+        thetas.append(theta.detach() - lr * g)
+        thetas[-2] = thetas[-2].detach()
+
+    end = thetas.pop().requires_grad_(True)
+    loss = tm_loss(end, theta_start, theta_target)
+    adjoint, = torch.autograd.grad(loss, end)  # dL/dtheta_j, walked back from j = syn_steps
+    grad_x = torch.zeros_like(xs)
+    grad_lr = torch.zeros_like(lr)
+    for j in reversed(range(len(batches))):
+        theta = thetas.pop().requires_grad_(True)
+        x = xs[positions[j]].requires_grad_(True)
+        g, = torch.autograd.grad(_student_loss(net, layout, theta, x, labels[positions[j]], dsa, seeds[j]), theta,
+                                 create_graph=True)
+        g_dot_a = torch.dot(g, adjoint)
+        if j:
+            h_a, g_x = torch.autograd.grad(g_dot_a, (theta, x))
+            adjoint = adjoint - lr * h_a
+        else:  # the expert's start needs no adjoint
+            g_x, = torch.autograd.grad(g_dot_a, x)
+        grad_x.index_add_(0, positions[j], g_x * -lr)
+        grad_lr -= g_dot_a.detach()
+    torch.autograd.backward(decoded, grad_x, inputs=synset.trainable())
+    syn_lr.grad = grad_lr if syn_lr.grad is None else syn_lr.grad + grad_lr
+    return loss.item()
+
+
+BACKWARDS = {"recompute": recompute_backward, "unroll": unroll_backward}
 
 
 def step_size_optimizer(syn_lr: Tensor, lr_lr: float) -> torch.optim.SGD:
@@ -113,8 +195,8 @@ class TrajectoryMatching:
                                     expect=expect, min_epochs=args.max_start_epoch - 1 + args.expert_epochs)
         ctx.record.log(f"TM: {self.experts.describe()}; {args.syn_steps} student steps on batches of "
                        f"{args.batch_syn or 'all'} of {ctx.synset.n_total} instances, start epoch < "
-                       f"{args.max_start_epoch}, target {args.expert_epochs} epochs later; evaluation uses the "
-                       f"learned step size")
+                       f"{args.max_start_epoch}, target {args.expert_epochs} epochs later; gradient by "
+                       f"{args.tm_grad}; evaluation uses the learned step size")
         self.syn_lr = torch.tensor(float(args.lr_teacher), device=device, requires_grad=True)
         self.lr_optimizer = step_size_optimizer(self.syn_lr, args.lr_lr)
         self.min_lr = min(MIN_SYN_LR, float(args.lr_teacher))
@@ -139,17 +221,15 @@ class TrajectoryMatching:
         theta_start, theta_target = (t.to(ctx.device) for t in
                                      self.experts.pair(k, start, start + args.expert_epochs))
         seeds = [derive_seed(args.seed, "dsa", it, s) for s in range(args.syn_steps)]
-        theta_end = unroll_student(self.net, self.layout, theta_start, self.syn_lr, ctx.synset, self.batches(it),
-                                   ctx.dsa, seeds)
-        loss = tm_loss(theta_end, theta_start, theta_target)
         ctx.optimizer.zero_grad(set_to_none=True)
         self.lr_optimizer.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss, inputs=[*ctx.synset.trainable(), self.syn_lr])
+        loss = BACKWARDS[args.tm_grad](self.net, self.layout, theta_start, theta_target, self.syn_lr, ctx.synset,
+                                       self.batches(it), ctx.dsa, seeds)
         ctx.optimizer.step()
         self.lr_optimizer.step()
         with torch.no_grad():
             self.syn_lr.clamp_(min=self.min_lr)
-        return loss.item()
+        return loss
 
     # -- what run_distillation asks of an objective --------------------------------------------------------
     def eval_lr(self) -> float:

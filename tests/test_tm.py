@@ -1,5 +1,6 @@
 """TM end to end on a real Fashion-MNIST subset: expert files, resumable buffer, TM steps, DDiF fields that
 were not sampled, the gradient against finite differences, the shipped scripts and bad inputs."""
+import copy
 import json
 import shutil
 import sys
@@ -17,7 +18,8 @@ from common.evaluate import test_accuracy as accuracy_of
 from common.experts import ParamLayout, load_experts, read_expert_file
 from common.networks import get_network
 from common.synsets import DDiF, load_checkpoint
-from common.tm import TrajectoryMatching, add_tm_args, tm_loss, unroll_student
+from common.tm import (TrajectoryMatching, add_tm_args, recompute_backward, tm_loss, unroll_backward,
+                       unroll_student)
 from helpers import SMALL, TEST_DEVICE, assert_same_run, cli, needs_fmnist, run_shipped_script
 
 pytestmark = needs_fmnist
@@ -120,8 +122,10 @@ def test_tm_steps_change_the_set_and_the_step_size(work, tmp_path):
     assert [obj.choose(it)[0] for it in range(2)] in ([0, 1], [1, 0])  # every expert once per round
 
 
-def test_unsampled_ddif_fields_do_not_move(work, tmp_path):
-    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "4", "--syn_steps", "2")
+@pytest.mark.parametrize("tm_grad", ["recompute", "unroll"])
+def test_unsampled_ddif_fields_do_not_move(work, tmp_path, tm_grad):
+    obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "4", "--syn_steps", "2",
+                       "--tm_grad", tm_grad)
     synset = obj.ctx.synset
     sampled = torch.cat(obj.batches(0)).unique()
     assert 0 < len(sampled) <= 8 < synset.n_total
@@ -172,6 +176,79 @@ def test_tm_gradient_matches_finite_differences():
         assert analytic.item() == pytest.approx(numeric, rel=1e-5, abs=1e-9)
 
 
+@pytest.fixture(scope="module")
+def real_sets(work, tmp_path_factory):
+    """A pixel, a DDiF and a FreD set of Fashion-MNIST ipc 1, each initialised from real images, and the
+    experts (ConvNetW32)."""
+    tmp = tmp_path_factory.mktemp("sets")
+    objs = {kind: tm_objective(work, tmp, "--synset", kind) for kind in ("pixel", "ddif", "fred")}
+    return {kind: obj.ctx.synset for kind, obj in objs.items()}, objs["pixel"].experts
+
+
+def both_gradients(synset, model: str, experts, dtype, batches, dsa=True):
+    """(loss, d loss / d set, d loss / d syn_lr) by the unroll and by the recomputation, from the same
+    state: the student starts at expert 0's epoch 0 (ConvNetW32) or at a fresh network (ConvNetBN)."""
+    channel, classes, size = synset.channel, synset.num_classes, tuple(synset.im_size)
+    net = get_network(model, channel, classes, size, width=32).to(TEST_DEVICE, dtype)
+    for p in net.parameters():
+        p.requires_grad_(False)
+    layout = ParamLayout.of(net)
+    if model == "ConvNetW32":
+        start, target = (t.to(TEST_DEVICE, dtype) for t in experts.pair(0, 0, 2))
+    else:
+        start = torch.cat([p.reshape(-1) for p in net.parameters()])
+        target = start + 0.01 * torch.randn(start.shape, generator=torch.Generator().manual_seed(1)).to(start)
+    out = []
+    for backward in (unroll_backward, recompute_backward):
+        s = copy.deepcopy(synset).to(TEST_DEVICE, dtype)
+        syn_lr = torch.tensor(0.01, device=TEST_DEVICE, dtype=dtype, requires_grad=True)
+        loss = backward(net, layout, start, target, syn_lr, s, batches, DSA() if dsa else None,
+                        list(range(10, 10 + len(batches))))
+        out.append((loss, torch.cat([p.grad.reshape(-1) for p in s.trainable()]), syn_lr.grad))
+    return out
+
+
+# instances reused across steps, batches smaller than the set (10 pixel images, 110 fields, 20 FreD images)
+REUSED = [[0, 3, 7, 9], [3, 1, 8, 0], [9, 2, 3], [5, 0, 1, 8]]
+
+
+@pytest.mark.parametrize("dtype,rel", [(torch.float64, 1e-9), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("model", ["ConvNetW32", "ConvNetBN"])
+@pytest.mark.parametrize("kind", ["pixel", "ddif", "fred"])
+def test_recomputed_gradient_equals_the_unrolled_one(real_sets, kind, model, dtype, rel):
+    """The default --tm_grad recompute gives MTT's gradient (the full unroll's) with respect to the set's
+    parameters and the step size, with DSA on, instances reused across steps and a batch-norm network."""
+    synsets, experts = real_sets
+    batches = [torch.tensor(b) for b in REUSED]
+    (loss_u, grad_u, lr_u), (loss_r, grad_r, lr_r) = both_gradients(synsets[kind], model, experts, dtype, batches)
+    assert loss_r == pytest.approx(loss_u, rel=1e-12 if dtype == torch.float64 else 1e-6)
+    assert grad_u.norm() > 0 and lr_u.abs() > 0
+    assert float((grad_r - grad_u).norm() / grad_u.norm()) < rel
+    assert float((lr_r - lr_u).abs() / lr_u.abs()) < rel
+
+
+def test_recomputation_without_dsa_and_with_one_instance_in_every_step(real_sets):
+    synsets, experts = real_sets
+    batches = [torch.tensor([4])] * 3
+    (_, grad_u, lr_u), (_, grad_r, lr_r) = both_gradients(synsets["ddif"], "ConvNetW32", experts, torch.float64,
+                                                          batches, dsa=False)
+    assert float((grad_r - grad_u).norm() / grad_u.norm()) < 1e-9 and float((lr_r - lr_u) / lr_u) < 1e-9
+    assert torch.count_nonzero(grad_r) < grad_r.numel() / 100  # only field 4's parameters
+
+
+def test_both_methods_log_the_same_loss_and_move_the_set_alike(work, tmp_path):
+    """One TM iteration of each method from the same state (real experts, DDiF warm start): the same loss
+    and, after the optimiser steps, the same fields and step size."""
+    a, b = (tm_objective(work, tmp_path / m, "--synset", "ddif", "--batch_syn", "20", "--tm_grad", m,
+                         "--lr_lr", "1e-5") for m in ("unroll", "recompute"))
+    assert a.ctx.args.tm_grad == "unroll" and b.ctx.args.tm_grad == "recompute"
+    for it in range(2):
+        assert b.step(it) == pytest.approx(a.step(it), rel=1e-5)
+    for p, q in zip(a.ctx.synset.trainable(), b.ctx.synset.trainable()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6)
+    assert b.eval_lr() == pytest.approx(a.eval_lr(), rel=1e-6) and b.eval_lr() != 0.01
+
+
 def test_run_records_syn_lr_resumes_exactly_and_eval_uses_it(work, tmp_path, monkeypatch):
     from TM.main_TM import main
     base = SMALL + TM_SMALL + ["--synset", "pixel", "--buffer_path", str(work / "buffers"), "--save_path",
@@ -185,6 +262,7 @@ def test_run_records_syn_lr_resumes_exactly_and_eval_uses_it(work, tmp_path, mon
     assert_same_run(a["synset"]["state"]["images"], b["synset"]["state"]["images"])
     assert_same_run(a["objective"]["syn_lr"], b["objective"]["syn_lr"])
     assert a["objective"]["syn_lr"] != 0.01
+    assert json.loads((runs / "straight" / "config.json").read_text())["tm_grad"] == "recompute"  # the default
     rows = [json.loads(l) for l in (runs / "straight" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["iteration"] == 3 and rows[-1]["syn_lr"] == pytest.approx(a["objective"]["syn_lr"].item())
     best = load_checkpoint(str(runs / "straight" / "synset_best.pt"))
