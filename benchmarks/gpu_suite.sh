@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The GPU figures this project lacks most, in one results file. On a CUDA machine, from anywhere:
 #
-#   bash benchmarks/gpu_suite.sh                        # every step, about 25 minutes
+#   bash benchmarks/gpu_suite.sh                        # every step, about 32 minutes
 #   bash benchmarks/gpu_suite.sh --only tests,bench     # some steps (a tool that limits one command to 10 minutes:
-#   bash benchmarks/gpu_suite.sh --only fit,dm          #   run the steps in two or three calls, same --out)
+#   bash benchmarks/gpu_suite.sh --only tm,fit,dm       #   run the steps in two or three calls, same --out)
 #   bash benchmarks/gpu_suite.sh --dry-run              # print the plan, run nothing (works without a GPU)
 #
 # Steps (each under its own time limit; a step that fails or times out is reported and the next one runs):
 #   tests  the test suite, device-generic tests and end-to-end runs on CUDA (DD_TEST_DEVICE=cuda)
 #   bench  benchmarks/bench_ddif.py on CUDA: batched DDiF vs a loop of per-field SIREN modules (target >= x100)
+#   tm     benchmarks/bench_tm_memory.py on CUDA: peak memory and time of one TM iteration at syn_steps 10-80,
+#          unroll vs recompute; then the largest syn_steps each method runs for CIFAR-100-shaped ipc 10
 #   fit    benchmarks/bench_fit.py: 1,000 fields of 963 parameters fitted to 1,000 128x128 targets for 1,000 Adam
 #          steps (target <= 10 s and <= 300 MB of peak GPU memory), at three decoder chunk sizes
 #   dm     Fashion-MNIST, DM, ipc 1, DDiF at the paper's protocol (20,000 iterations, evaluation every 2,000 by
@@ -21,7 +23,7 @@
 set -uo pipefail
 
 OUT=gpu_suite_results.md
-ONLY=tests,bench,fit,dm
+ONLY=tests,bench,tm,fit,dm
 DRY=0
 DM_MINUTES=8
 DATA_PATH=data
@@ -49,8 +51,8 @@ case "$DM_MINUTES" in
 esac
 for s in ${ONLY//,/ }; do
   case "$s" in
-    tests|bench|fit|dm) ;;
-    *) echo "error: unknown step '$s' in --only (valid: tests, bench, fit, dm)" >&2; exit 2 ;;
+    tests|bench|tm|fit|dm) ;;
+    *) echo "error: unknown step '$s' in --only (valid: tests, bench, tm, fit, dm)" >&2; exit 2 ;;
   esac
 done
 
@@ -73,6 +75,8 @@ data=$(printf '%q' "$DATA_PATH")
 plan() {
   echo "tests|480|DD_TEST_DEVICE=cuda $py -m pytest -q -p no:cacheprovider"
   echo "bench|420|$py benchmarks/bench_ddif.py --device cuda"
+  echo "tm|420|$py benchmarks/bench_tm_memory.py --device cuda --cases fmnist_ipc1_ddif cifar10_ipc10_pixel" \
+       "&& $py benchmarks/bench_tm_memory.py --device cuda --cases cifar100_ipc10_pixel --find_max --max_steps 640"
   echo "fit|300|$py benchmarks/bench_fit.py --device cuda --data_path $data --chunk_elements 0 16777216 4194304"
   echo "dm|$((DM_MINUTES * 60))|$py DM/main_DM.py --synset ddif --dataset FashionMNIST --ipc 1 --device cuda" \
        "--data_path $data --save_path $DM_DIR --exp_name dm_ddif_ipc1 --init_cache '' --no-progress"

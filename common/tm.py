@@ -30,6 +30,7 @@ and :class:`~common.optim.FieldAdam` leaves it untouched.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Optional, Sequence
 
 import torch
@@ -61,6 +62,10 @@ def add_tm_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="gradient through the student's steps, both exact: recompute (memory independent of "
                         "syn_steps; the steps are recomputed backwards with Hessian-vector products) or unroll "
                         "(keeps every step's graph; the reference)")
+    g.add_argument("--tm_checkpoint_every", type=int, default=1,
+                   help="recompute: store the student's parameters every this many steps (1: every step, the "
+                        "fastest; k > 1: the vectors in between are recomputed, one more forward and backward "
+                        "per step; 0: every ceil(sqrt(syn_steps)) steps)")
     g.add_argument("--load_all", action=Bool, default=False,
                    help="read every expert into memory (default: memory-map the files)")
     g.add_argument("--max_files", type=int, default=0, help="use only the first this many expert files (0: all)")
@@ -75,6 +80,9 @@ def check_tm_args(args) -> None:
     for k in ("max_files", "max_experts"):
         if getattr(args, k) < 0:
             raise UserError(f"--{k} must be >= 0 (0: all), got {getattr(args, k)}")
+    if args.tm_checkpoint_every < 0:
+        raise UserError(f"--tm_checkpoint_every must be >= 0 (1: every step, 0: every ceil(sqrt(syn_steps)) "
+                        f"steps), got {args.tm_checkpoint_every}")
     if args.lr_teacher <= 0 or args.lr_lr < 0:
         raise UserError(f"--lr_teacher must be > 0 and --lr_lr >= 0, got {args.lr_teacher} and {args.lr_lr}")
 
@@ -121,11 +129,18 @@ def unroll_backward(net, layout: ParamLayout, theta_start: Tensor, theta_target:
     return loss.item()
 
 
+def checkpoint_interval(every: int, steps: int) -> int:
+    """Steps between stored student vectors: ``every``, or ceil(sqrt(steps)) for 0."""
+    return every if every > 0 else max(1, math.isqrt(max(steps - 1, 0)) + 1)
+
+
 def recompute_backward(net, layout: ParamLayout, theta_start: Tensor, theta_target: Tensor, syn_lr: Tensor,
-                       synset, batches: Sequence[Tensor], dsa=None,
-                       dsa_seeds: Optional[Sequence[int]] = None) -> float:
+                       synset, batches: Sequence[Tensor], dsa=None, dsa_seeds: Optional[Sequence[int]] = None,
+                       checkpoint_every: int = 1) -> float:
     """What :func:`unroll_backward` computes (the same loss, the same gradients up to rounding), with memory
-    independent of the number of steps: see the module docstring."""
+    independent of the number of steps: see the module docstring. ``checkpoint_every`` k > 1 stores the
+    student only every k steps and recomputes the vectors in between, one segment of k at a time (one more
+    forward and backward pass per step; 0: k = ceil(sqrt(syn_steps)))."""
     dev = synset.labels.device
     batches = [b.to(dev) for b in batches]
     used, inverse = torch.unique(torch.cat(batches), return_inverse=True)
@@ -134,35 +149,56 @@ def recompute_backward(net, layout: ParamLayout, theta_start: Tensor, theta_targ
     xs = decoded.detach()
     lr = syn_lr.detach()
     seeds = [None] * len(batches) if dsa is None else dsa_seeds
+    steps, k = len(batches), checkpoint_interval(checkpoint_every, len(batches))
 
-    thetas = [theta_start.detach()]  # the student after 0, 1, ..., syn_steps steps
-    for pos, seed in zip(positions, seeds):
-        theta = thetas[-1].requires_grad_(True)
-        g, = torch.autograd.grad(_student_loss(net, layout, theta, xs[pos], labels[pos], dsa, seed), theta)
-        thetas.append(theta.detach() - lr * g)
-        thetas[-2] = thetas[-2].detach()
+    def advance(theta: Tensor, j: int) -> Tensor:
+        """theta_{j+1} from theta_j, without a graph."""
+        theta = theta.detach().requires_grad_(True)
+        x, y = xs[positions[j]], labels[positions[j]]
+        g, = torch.autograd.grad(_student_loss(net, layout, theta, x, y, dsa, seeds[j]), theta)
+        return theta.detach() - lr * g
 
-    end = thetas.pop().requires_grad_(True)
+    # the student after 0, k, 2k, ... steps, in one block allocated once (no heap fragmentation)
+    stored = theta_start.new_empty((steps // k + 1, theta_start.numel()))
+    theta = stored[0] = theta_start.detach()
+    for j in range(steps):
+        theta = advance(theta, j)
+        if (j + 1) % k == 0:
+            stored[(j + 1) // k] = theta
+
+    end = theta.detach().requires_grad_(True)
     loss = tm_loss(end, theta_start, theta_target)
     adjoint, = torch.autograd.grad(loss, end)  # dL/dtheta_j, walked back from j = syn_steps
     grad_x = torch.zeros_like(xs)
     grad_lr = torch.zeros_like(lr)
-    for j in reversed(range(len(batches))):
-        theta = thetas.pop().requires_grad_(True)
-        x = xs[positions[j]].requires_grad_(True)
-        g, = torch.autograd.grad(_student_loss(net, layout, theta, x, labels[positions[j]], dsa, seeds[j]), theta,
-                                 create_graph=True)
-        g_dot_a = torch.dot(g, adjoint)
-        if j:
-            h_a, g_x = torch.autograd.grad(g_dot_a, (theta, x))
-            adjoint = adjoint - lr * h_a
-        else:  # the expert's start needs no adjoint
-            g_x, = torch.autograd.grad(g_dot_a, x)
-        grad_x.index_add_(0, positions[j], g_x * -lr)
-        grad_lr -= g_dot_a.detach()
+    segment = theta_start.new_empty((k, theta_start.numel()))  # the student within one segment of k steps
+    for first in reversed(range(0, steps, k)):
+        n = min(k, steps - first)
+        segment[0] = stored[first // k]
+        for i in range(1, n):
+            segment[i] = advance(segment[i - 1], first + i - 1)
+        for i in reversed(range(n)):
+            j = first + i
+            theta = segment[i].detach().requires_grad_(True)
+            x = xs[positions[j]].requires_grad_(True)
+            g, = torch.autograd.grad(_student_loss(net, layout, theta, x, labels[positions[j]], dsa, seeds[j]),
+                                     theta, create_graph=True)
+            g_dot_a = torch.dot(g, adjoint)
+            if j:
+                h_a, g_x = torch.autograd.grad(g_dot_a, (theta, x))
+                adjoint = adjoint - lr * h_a
+            else:  # the expert's start needs no adjoint
+                g_x, = torch.autograd.grad(g_dot_a, x)
+            grad_x.index_add_(0, positions[j], g_x * -lr)
+            grad_lr -= g_dot_a.detach()
     torch.autograd.backward(decoded, grad_x, inputs=synset.trainable())
     syn_lr.grad = grad_lr if syn_lr.grad is None else syn_lr.grad + grad_lr
     return loss.item()
+
+
+def sqrt_checkpoint_backward(*args, **kw) -> float:
+    """:func:`recompute_backward` storing the student every ceil(sqrt(syn_steps)) steps."""
+    return recompute_backward(*args, **kw, checkpoint_every=0)
 
 
 BACKWARDS = {"recompute": recompute_backward, "unroll": unroll_backward}
@@ -223,8 +259,9 @@ class TrajectoryMatching:
         seeds = [derive_seed(args.seed, "dsa", it, s) for s in range(args.syn_steps)]
         ctx.optimizer.zero_grad(set_to_none=True)
         self.lr_optimizer.zero_grad(set_to_none=True)
+        extra = {"checkpoint_every": args.tm_checkpoint_every} if args.tm_grad == "recompute" else {}
         loss = BACKWARDS[args.tm_grad](self.net, self.layout, theta_start, theta_target, self.syn_lr, ctx.synset,
-                                       self.batches(it), ctx.dsa, seeds)
+                                       self.batches(it), ctx.dsa, seeds, **extra)
         ctx.optimizer.step()
         self.lr_optimizer.step()
         with torch.no_grad():

@@ -302,10 +302,11 @@ def test_gpu_suite_dry_run_prints_the_plan_and_refuses_without_cuda():
     r = cli("bash", "benchmarks/gpu_suite.sh", "--dry-run")
     assert r.returncode == 0, r.stderr
     for step, what in (("tests", "DD_TEST_DEVICE=cuda"), ("bench", "bench_ddif.py --device cuda"),
+                       ("tm", "bench_tm_memory.py --device cuda"),
                        ("fit", "bench_fit.py --device cuda"), ("dm", "DM/main_DM.py --synset ddif")):
         assert any(line.split()[:1] == [step] and what in line for line in r.stdout.splitlines()), (step, r.stdout)
-    r = cli("bash", "benchmarks/gpu_suite.sh", "--only", "fit,dm", "--dry-run")
-    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["fit", "dm"]
+    r = cli("bash", "benchmarks/gpu_suite.sh", "--only", "tm,fit,dm", "--dry-run")
+    assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["tm", "fit", "dm"]
     r = cli("bash", "benchmarks/gpu_suite.sh", "--only", "fit,speed", "--dry-run")
     assert r.returncode == 2 and "unknown step 'speed'" in r.stderr
     if not torch.cuda.is_available():

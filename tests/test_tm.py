@@ -141,7 +141,7 @@ def test_unsampled_ddif_fields_do_not_move(work, tmp_path, tm_grad):
 
 
 def test_tm_gradient_matches_finite_differences():
-    """d(TM loss)/d(one DDiF field weight) and d/d(syn_lr), float64, central differences."""
+    """d(TM loss)/d(one DDiF field weight) and d/d(syn_lr) by both methods, float64, central differences."""
     torch.manual_seed(0)
     synset = DDiF(2, 1, (8, 8), ipc=2, layer_size=4).double()  # 3 fields of 37 parameters per class
     net = get_network("ConvNetW32", 1, 2, (8, 8)).double()
@@ -160,8 +160,12 @@ def test_tm_gradient_matches_finite_differences():
 
     w = synset.weights[1]
     grad_w, grad_lr = torch.autograd.grad(loss(), [w, syn_lr])
+    # the recomputation's gradient, checked against the same differences
+    recompute_backward(net, layout, theta_start, theta_target, syn_lr, synset, batches, dsa, seeds)
+    assert torch.count_nonzero(w.grad) and syn_lr.grad
     h = 1e-6
-    for param, index, analytic in ((w, (2, 1, 3), grad_w[2, 1, 3]), (syn_lr, (), grad_lr)):
+    for param, index, analytic in ((w, (2, 1, 3), grad_w[2, 1, 3]), (syn_lr, (), grad_lr),
+                                   (w, (2, 1, 3), w.grad[2, 1, 3]), (syn_lr, (), syn_lr.grad)):
         with torch.no_grad():
             v = param[index].item()
             param[index] = v + h
@@ -185,7 +189,7 @@ def real_sets(work, tmp_path_factory):
     return {kind: obj.ctx.synset for kind, obj in objs.items()}, objs["pixel"].experts
 
 
-def both_gradients(synset, model: str, experts, dtype, batches, dsa=True):
+def both_gradients(synset, model: str, experts, dtype, batches, dsa=True, checkpoint_every=1):
     """(loss, d loss / d set, d loss / d syn_lr) by the unroll and by the recomputation, from the same
     state: the student starts at expert 0's epoch 0 (ConvNetW32) or at a fresh network (ConvNetBN)."""
     channel, classes, size = synset.channel, synset.num_classes, tuple(synset.im_size)
@@ -199,11 +203,11 @@ def both_gradients(synset, model: str, experts, dtype, batches, dsa=True):
         start = torch.cat([p.reshape(-1) for p in net.parameters()])
         target = start + 0.01 * torch.randn(start.shape, generator=torch.Generator().manual_seed(1)).to(start)
     out = []
-    for backward in (unroll_backward, recompute_backward):
+    for backward, extra in ((unroll_backward, {}), (recompute_backward, {"checkpoint_every": checkpoint_every})):
         s = copy.deepcopy(synset).to(TEST_DEVICE, dtype)
         syn_lr = torch.tensor(0.01, device=TEST_DEVICE, dtype=dtype, requires_grad=True)
         loss = backward(net, layout, start, target, syn_lr, s, batches, DSA() if dsa else None,
-                        list(range(10, 10 + len(batches))))
+                        list(range(10, 10 + len(batches))), **extra)
         out.append((loss, torch.cat([p.grad.reshape(-1) for p in s.trainable()]), syn_lr.grad))
     return out
 
@@ -225,6 +229,24 @@ def test_recomputed_gradient_equals_the_unrolled_one(real_sets, kind, model, dty
     assert grad_u.norm() > 0 and lr_u.abs() > 0
     assert float((grad_r - grad_u).norm() / grad_u.norm()) < rel
     assert float((lr_r - lr_u).abs() / lr_u.abs()) < rel
+
+
+@pytest.mark.parametrize("every", [2, 3, 0])
+def test_recomputation_from_checkpoints_gives_the_same_gradient(real_sets, every):
+    """Storing the student only every k steps (k 2, 3 and ceil(sqrt(5)) = 3 for 0; segments of unequal
+    length) changes the memory, not the gradient."""
+    synsets, experts = real_sets
+    batches = [torch.tensor(b) for b in REUSED + [[6, 2]]]
+    (loss_u, grad_u, lr_u), (loss_r, grad_r, lr_r) = both_gradients(synsets["fred"], "ConvNetBN", experts,
+                                                                    torch.float64, batches, checkpoint_every=every)
+    assert loss_r == pytest.approx(loss_u, rel=1e-12)
+    assert float((grad_r - grad_u).norm() / grad_u.norm()) < 1e-9 and float((lr_r - lr_u).abs() / lr_u.abs()) < 1e-9
+
+
+def test_checkpoint_interval():
+    from common.tm import checkpoint_interval
+    assert [checkpoint_interval(0, s) for s in (1, 2, 4, 5, 9, 10, 80)] == [1, 2, 2, 3, 3, 4, 9]
+    assert checkpoint_interval(5, 80) == 5
 
 
 def test_recomputation_without_dsa_and_with_one_instance_in_every_step(real_sets):
@@ -307,6 +329,8 @@ def copy_experts(work, root, model="ConvNetW32", **header):
     ("model", ["--model", "ConvNetW64"], "were built for model 'ConvNetW32', not 'ConvNetW64'"),
     ("dataset", [], "were built for dataset 'MNIST', not 'FashionMNIST'"),
     ("short", ["--max_start_epoch", "3", "--expert_epochs", "2"], "were trained 2 epochs; this run needs 4"),
+    ("checkpoints", ["--tm_checkpoint_every", "-1"], "--tm_checkpoint_every must be >= 0 (1: every step, 0: every "
+     "ceil(sqrt(syn_steps)) steps), got -1"),
 ])
 def test_bad_inputs_give_one_clear_line(work, tmp_path, capsys, case, flags, expect):
     from TM.main_TM import main
@@ -331,5 +355,7 @@ def test_bad_input_from_the_command_line(tmp_path):
     r = cli(sys.executable, "TM/main_TM.py", *SMALL, "--buffer_path", str(tmp_path / "nothing"))
     assert r.returncode == 2 and r.stderr.startswith("error: expert folder") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+    r = cli(sys.executable, "TM/main_TM.py", *SMALL, "--tm_grad", "tesla")
+    assert r.returncode == 2 and "--tm_grad: invalid choice: 'tesla' (choose from recompute, unroll)" in r.stderr
     r = cli(sys.executable, "TM/buffer.py", "--model", "ConvNetXL")
     assert r.returncode == 2 and "unknown model 'ConvNetXL'" in r.stderr and "Traceback" not in r.stderr
