@@ -9,7 +9,10 @@ experts needed). Each (case, method, syn_steps) runs in its own subprocess; peak
 above the RSS after set-up (CPU) or ``torch.cuda.max_memory_allocated`` above the memory allocated after
 set-up (CUDA). The summary prints, side by side from this one run, each recomputation's peak at the largest
 syn_steps over its peak at the smallest (target <= 1.2) and its time over the unroll's at equal syn_steps
-(target <= 1.5). CPU times on this shared 2-core machine vary by 10-30% from run to run.
+(target <= 1.5). CPU times on this shared 2-core machine vary by 10-30% from run to run. On the CPU the
+RSS also holds memory that glibc's malloc keeps after freeing (its dynamic mmap threshold leaves freed blocks
+under 32 MB in the heap); ``MALLOC_MMAP_THRESHOLD_=1048576`` in the environment returns every freed block of
+1 MB or more at once, so the RSS follows the live tensors (and the run is slower).
 
     python benchmarks/bench_tm_memory.py          # Fashion-MNIST DDiF ipc 1, CIFAR-10 pixel ipc 10; 10/20/40/80
     python benchmarks/bench_tm_memory.py --device cuda --cases cifar100_ipc10_pixel --find_max
@@ -225,8 +228,10 @@ def main() -> None:
         return
     if min(a.syn_steps) < 1:
         p.error(f"--syn_steps must all be >= 1, got {a.syn_steps}")
+    malloc = os.environ.get("MALLOC_MMAP_THRESHOLD_")
     print(f"device {a.device}, model {a.model}, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}, "
-          f"available memory {available_bytes() / 2**30:.1f} GiB")
+          f"available memory {available_bytes() / 2**30:.1f} GiB, glibc malloc "
+          f"{'MALLOC_MMAP_THRESHOLD_=' + malloc if malloc else 'defaults'}")
     print(f"{'case':<22}{'method':<16}{'instances':>10}{'batch':>7}{'syn_steps':>10}{'peak MB':>10}{'s/iter':>9}")
     for case in a.cases:
         batch = CASES[case][-1] if a.batch_syn is None else a.batch_syn
