@@ -356,6 +356,7 @@ def test_bad_input_from_the_command_line(tmp_path):
     assert r.returncode == 2 and r.stderr.startswith("error: expert folder") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = cli(sys.executable, "TM/main_TM.py", *SMALL, "--tm_grad", "tesla")
-    assert r.returncode == 2 and "--tm_grad: invalid choice: 'tesla' (choose from recompute, unroll)" in r.stderr
+    assert r.returncode == 2 and "--tm_grad: invalid choice: 'tesla'" in r.stderr
+    assert "recompute" in r.stderr.splitlines()[-1] and "unroll" in r.stderr.splitlines()[-1]
     r = cli(sys.executable, "TM/buffer.py", "--model", "ConvNetXL")
     assert r.returncode == 2 and "unknown model 'ConvNetXL'" in r.stderr and "Traceback" not in r.stderr
