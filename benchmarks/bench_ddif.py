@@ -45,6 +45,23 @@ def peak_rss_bytes() -> int:
         return next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
 
 
+def start_peak(dev) -> int:
+    """Begin a peak-memory measurement on ``dev``: restart the peak count and return the memory held now
+    (CUDA: allocated bytes; CPU: RSS)."""
+    import torch
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    reset_peak_rss()
+    return rss_bytes()
+
+
+def peak_bytes(dev) -> int:
+    """The peak since :func:`start_peak` (CUDA: max_memory_allocated; CPU: peak RSS), held memory included."""
+    import torch
+    return torch.cuda.max_memory_allocated() if dev.type == "cuda" else peak_rss_bytes()
+
+
 def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fields: int) -> dict:
     import torch
     from torch import nn

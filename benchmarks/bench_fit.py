@@ -53,7 +53,7 @@ def run(fields: int, steps: int, res: int, device: str, chunk_elements: int, dat
 
 def _fit(fields: int, steps: int, res: int, dev, chunk_elements: int, data_path: str) -> dict:
     import torch
-    from bench_ddif import peak_rss_bytes, reset_peak_rss, rss_bytes
+    from bench_ddif import peak_bytes, start_peak
     from common.synsets import DDiF
     from common.synsets.ddif import params_per_field
 
@@ -66,17 +66,12 @@ def _fit(fields: int, steps: int, res: int, dev, chunk_elements: int, data_path:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     s.fit(tgt, 2, 5e-4, progress=False)  # warm-up: allocations, kernels
     sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = rss_bytes()
-        reset_peak_rss()
+    base = start_peak(dev)
     t0 = time.perf_counter()
     mse = s.fit(tgt, steps, 5e-4, progress=False)
     sync()
     seconds = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated() if dev.type == "cuda" else peak_rss_bytes()
+    peak = peak_bytes(dev)
     return dict(fields=fields, params_per_field=s.params_per_instance(), steps=steps, res=res, device=dev.type,
                 chunk_elements=chunk_elements, seconds=seconds, peak_mb=peak / 2**20,
                 peak_above_held_mb=(peak - base) / 2**20, held_mb=base / 2**20, final_mse=mse)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -42,11 +41,6 @@ DEFAULT_CASES = ["fmnist_ipc1_ddif", "cifar10_ipc10_pixel"]
 METHODS = ("unroll", "recompute", "recompute_sqrt")  # the last: --tm_checkpoint_every 0
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def available_bytes() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -58,6 +52,7 @@ def available_bytes() -> int:
 def child(case: str, method: str, syn_steps: int, batch_syn: int, device: str, model: str) -> dict:
     import torch
 
+    from bench_ddif import peak_bytes, start_peak
     from common.augment import DSA
     from common.experts import ParamLayout, flat_params
     from common.networks import get_network
@@ -86,11 +81,7 @@ def child(case: str, method: str, syn_steps: int, batch_syn: int, device: str, m
     dsa = DSA()
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    else:
-        base = rss_bytes()
+    base = start_peak(dev)
     t0 = time.perf_counter()
     opt.zero_grad(set_to_none=True)
     opt_lr.zero_grad(set_to_none=True)
@@ -101,10 +92,7 @@ def child(case: str, method: str, syn_steps: int, batch_syn: int, device: str, m
     opt_lr.step()
     sync()
     seconds = time.perf_counter() - t0
-    if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    peak = peak_bytes(dev) - base
     return dict(peak_bytes=max(peak, 0), seconds=seconds, n_total=synset.n_total, batch=len(batches[0]),
                 num_params=layout.num_params, loss=loss)
 
