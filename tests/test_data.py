@@ -1,4 +1,4 @@
-"""Tests of common/data.py: every on-disk layout, loaded from small files written here, plus the real
+"""Tests of common/data/images.py: every on-disk layout, loaded from small files written here, plus the real
 Debian Fashion-MNIST when it is installed."""
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from common import data
-from common.data import (DATASETS, IMAGENET_SUBSET_INDICES, IMAGENET_SUBSETS, RealData, get_dataset)
+from common.data import images as data
+from common.data import (DATASETS, IMAGE_DATASETS, IMAGENET_SUBSET_INDICES, IMAGENET_SUBSETS, RealData, get_dataset)
 from common.errors import DatasetNotFoundError, UnknownChoiceError, UserError
 
 REAL_DEBIAN_FASHION_MNIST = data.DEBIAN_FASHION_MNIST
@@ -171,8 +171,8 @@ LAYOUTS = {
 
 
 def test_every_dataset_has_a_layout_test():
-    assert {name for name, _ in LAYOUTS.values()} == set(DATASETS)
-    assert tuple(data._SPECS) == DATASETS
+    assert {name for name, _ in LAYOUTS.values()} == set(IMAGE_DATASETS)
+    assert tuple(data._SPECS) == IMAGE_DATASETS
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

@@ -1,68 +1,35 @@
-"""Real datasets, loaded whole into memory as normalised (or ZCA-whitened) tensors and grouped by class.
+"""Image datasets, loaded whole into memory as normalised (or ZCA-whitened) tensors and grouped by class.
 
-`get_dataset(name, data_path, res, subset, zca)` returns a :class:`RealData`. Each on-disk format has one
+:func:`load` (called by ``common.data.get_dataset``) returns a :class:`RealData`. Each on-disk format has one
 reader; the table ``_SPECS`` maps a dataset name to its reader, normalisation, channels, native size and
 class names. Nothing here needs torchvision except the download attempt of the datasets torchvision can
 fetch (FashionMNIST, MNIST, CIFAR10, CIFAR100, SVHN); set ``DD_NO_DOWNLOAD=1`` to skip that attempt.
 """
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 import pickle
 import struct
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import DatasetNotFoundError, UserError, choice_error
+from ..errors import DatasetNotFoundError, UserError, choice_error
+from .base import (DEFAULT_DATA_PATH, NO_DOWNLOAD_ENV, ZCA_EPS, RealData, _find, _first_line, _indices_by_class,
+                   _normalise, _Raw)
 
-DATASETS: tuple[str, ...] = ("FashionMNIST", "MNIST", "CIFAR10", "CIFAR100", "SVHN", "Tiny", "ImageNet")
+IMAGE_DATASETS: tuple[str, ...] = ("FashionMNIST", "MNIST", "CIFAR10", "CIFAR100", "SVHN", "Tiny", "ImageNet")
 
-DEFAULT_DATA_PATH = "data"
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
-NO_DOWNLOAD_ENV = "DD_NO_DOWNLOAD"  # set to 1 to never try a torchvision download
 IMAGENET_DEFAULT_RES = 128
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
-ZCA_EPS = 0.1  # the original's kornia ZCAWhitening(eps=0.1)
-# How the images of a RealData were made from pixels. Expert files, warm-start caches and synthetic-set
-# checkpoints record it, so that data prepared another way (this code's earlier ZCA whitened mean/std-normalised
-# images) is refused instead of silently reused.
-TRANSFORM_NORMALISE = "mean_std"
-TRANSFORM_ZCA = f"zca_pixels_eps{ZCA_EPS}"
-# what files written before the transform was recorded used with --zca: ZCA of mean/std-normalised images
-TRANSFORM_LEGACY_ZCA = f"zca_normalised_eps{ZCA_EPS}"
-TRANSFORM_TEXT = {
-    TRANSFORM_NORMALISE: "mean/std-normalised images",
-    TRANSFORM_ZCA: "ZCA-whitened [0, 1] pixels (kornia, eps 0.1, as the original code)",
-    TRANSFORM_LEGACY_ZCA: "ZCA-whitened mean/std-normalised images (this code's ZCA before it matched the original)",
-}
-
-
-def data_transform(zca: bool) -> str:
-    """The transform tag of a dataset loaded with (``zca``) or without ZCA."""
-    return TRANSFORM_ZCA if zca else TRANSFORM_NORMALISE
-
-
-def recorded_transform(record: dict) -> str:
-    """The transform tag a saved file (expert file header, warm-start cache, synthetic-set meta) was made with;
-    files from before the tag was recorded have only their ``zca`` flag."""
-    return record.get("transform") or (TRANSFORM_LEGACY_ZCA if record.get("zca") else TRANSFORM_NORMALISE)
-
-
-def transform_mismatch(record: dict, zca: bool) -> Optional[str]:
-    """None when ``record`` was made with the transform a run with ``zca`` uses; else a phrase saying both."""
-    saved, now = recorded_transform(record), data_transform(zca)
-    if saved == now:
-        return None
-    return f"made from {TRANSFORM_TEXT.get(saved, saved)}, but this run uses {TRANSFORM_TEXT[now]}"
 
 
 # ImageNet subsets as defined by the MTT code (and reused by DDiF/FreD): ImageNet-1k class indices, where
@@ -122,76 +89,6 @@ DIGIT_CLASSES = tuple(str(d) for d in range(10))
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-@dataclass
-class RealData:
-    """A real dataset in memory. Images are float32 (N, C, H, W): normalised with mean/std, or, when ``zca`` is
-    set, [0, 1] pixels ZCA-whitened (``mean`` is then 0 and ``std`` 1, so display code only undoes the
-    whitening); labels int64. ``indices_class[c]`` indexes the train images of class c
-    (CPU LongTensors, also after :meth:`to`)."""
-
-    name: str
-    channel: int
-    im_size: tuple[int, ...]
-    num_classes: int
-    class_names: list[str]
-    mean: list[float]
-    std: list[float]
-    images_train: Tensor = field(repr=False)
-    labels_train: Tensor = field(repr=False)
-    images_test: Tensor = field(repr=False)
-    labels_test: Tensor = field(repr=False)
-    indices_class: list[Tensor] = field(repr=False)
-    zca: object | None = field(default=None, repr=False)
-
-    @property
-    def transform(self) -> str:
-        """How the images were made from pixels (see :func:`data_transform`)."""
-        return data_transform(self.zca is not None)
-
-    def get_images(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """`n` random train images of class `c`, drawn without replacement (all of them, shuffled, if n >= count)."""
-        idx = self.indices_class[c]
-        device = generator.device if generator is not None else "cpu"
-        perm = torch.randperm(len(idx), generator=generator, device=device).cpu()[:n]
-        return self.images_train[idx[perm].to(self.images_train.device)]
-
-    def restrict(self, n_train_per_class: int | None = None, n_test: int | None = None, seed: int = 0) -> "RealData":
-        """A smaller copy: at most `n_train_per_class` train images per class and `n_test` test images, drawn at
-        random (reproducible from `seed`) and kept in their original order. None keeps everything."""
-        g = torch.Generator().manual_seed(seed)
-        train_idx = torch.arange(len(self.labels_train))
-        if n_train_per_class is not None:
-            train_idx = torch.cat([idx[torch.randperm(len(idx), generator=g)[:n_train_per_class]]
-                                   for idx in self.indices_class]).sort().values
-        test_idx = torch.arange(len(self.labels_test))
-        if n_test is not None:
-            test_idx = torch.randperm(len(test_idx), generator=g)[:n_test].sort().values
-        labels_train = self.labels_train[train_idx.to(self.labels_train.device)]
-        return dataclasses.replace(
-            self,
-            images_train=self.images_train[train_idx.to(self.images_train.device)],
-            labels_train=labels_train,
-            images_test=self.images_test[test_idx.to(self.images_test.device)],
-            labels_test=self.labels_test[test_idx.to(self.labels_test.device)],
-            indices_class=_indices_by_class(labels_train.cpu(), self.num_classes),
-        )
-
-    def to(self, device) -> "RealData":
-        """A copy with images and labels on `device` (indices_class stays on the CPU)."""
-        return dataclasses.replace(
-            self, images_train=self.images_train.to(device), labels_train=self.labels_train.to(device),
-            images_test=self.images_test.to(device), labels_test=self.labels_test.to(device))
-
-
-class _Raw(NamedTuple):
-    """What a reader returns: uint8 images (N, C, H, W), int64 labels, and class names if the files hold them."""
-    x_train: Tensor
-    y_train: Tensor
-    x_test: Tensor
-    y_test: Tensor
-    class_names: Optional[list[str]] = None
-
-
 @dataclass(frozen=True)
 class _Spec:
     reader: Callable[[Path, Optional[str], tuple[int, int]], _Raw]  # (data_path, subset, im_size) -> _Raw
@@ -202,14 +99,14 @@ class _Spec:
     class_names: Optional[tuple[str, ...]] = None  # None: the reader takes them from the files
 
 
-def get_dataset(name: str, data_path: str | None = None, res: int | None = None, subset: str | None = None,
-                zca: bool = False) -> RealData:
+def load(name: str, data_path: str | None = None, res: int | None = None, subset: str | None = None,
+         zca: bool = False) -> RealData:
     """Load dataset `name` from `data_path` (default ``data``). `res` resizes to res x res (None: native size,
     128 for ImageNet); `subset` picks the ImageNet subset (ignored by the other datasets). `zca` whitens the
     [0, 1] pixels, without mean/std normalisation, with ``common.augment.zca_whiten`` (kornia, eps 0.1) fitted
     on the training images, as the original code does."""
     if name not in _SPECS:
-        raise choice_error("dataset", name, DATASETS)
+        raise choice_error("dataset", name, IMAGE_DATASETS)
     if name == "ImageNet" and subset not in IMAGENET_SUBSETS:
         raise choice_error("subset", subset, IMAGENET_SUBSETS)
     spec = _SPECS[name]
@@ -219,7 +116,7 @@ def get_dataset(name: str, data_path: str | None = None, res: int | None = None,
     x_train, x_test = (_unit_pixels(x, im_size) for x in (raw.x_train, raw.x_test))
     zca_obj = None
     if zca:
-        from .augment import zca_whiten
+        from ..augment import zca_whiten
         x_train, x_test, zca_obj = zca_whiten(x_train, x_test, eps=ZCA_EPS)
         mean, std = [0.0] * spec.channel, [1.0] * spec.channel
     else:
@@ -238,49 +135,6 @@ def _unit_pixels(x: Tensor, im_size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) != tuple(im_size):
         x = F.interpolate(x, size=im_size, mode="bilinear", antialias=True, align_corners=False)
     return x.contiguous()
-
-
-def _normalise(x: Tensor, mean, std) -> Tensor:
-    """(x - mean) / std per channel, in place."""
-    shape = (1, -1, 1, 1)
-    return x.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
-
-
-def _indices_by_class(labels: Tensor, num_classes: int) -> list[Tensor]:
-    return [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
-
-
-# --------------------------------------------------------------------------------------------------------
-# Finding files, and the torchvision download fallback
-
-def _find(what: str, candidates: Sequence[Path], is_complete: Callable[[Path], bool],
-          download: Callable[[], object] | None, hint: str) -> Path:
-    """The first candidate folder that `is_complete`; else try `download` once and look again; else raise a
-    one-line DatasetNotFoundError naming every place looked in and how to get the data."""
-    for folder in candidates:
-        if is_complete(folder):
-            return folder
-    if download is None:
-        note = ""
-    elif os.environ.get(NO_DOWNLOAD_ENV, "") not in ("", "0"):
-        note = f"; download not tried ({NO_DOWNLOAD_ENV} is set)"
-    else:
-        try:
-            download()
-        except Exception as e:  # offline, mirror down, disk full...: all reported the same way
-            note = f"; torchvision download failed: {_first_line(e)}"
-        else:
-            for folder in candidates:
-                if is_complete(folder):
-                    return folder
-            note = "; torchvision download gave no usable files"
-    looked = ", ".join(str(c) for c in candidates)
-    raise DatasetNotFoundError(f"{what} not found: looked in {looked}{note}. To get it: {hint}")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0] if text else ''}"
 
 
 def _torchvision_download(cls_name: str, root: Path, *calls: dict) -> Callable[[], None]:

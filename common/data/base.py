@@ -1,0 +1,171 @@
+"""What every domain's loader shares: the in-memory dataset (:class:`RealData`), the record of how its
+instances were made from pixels, and finding a dataset's folder with a one-line error when it is missing."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import DatasetNotFoundError
+
+DEFAULT_DATA_PATH = "data"
+NO_DOWNLOAD_ENV = "DD_NO_DOWNLOAD"  # set to 1 to never try a torchvision download
+ZCA_EPS = 0.1  # the original's kornia ZCAWhitening(eps=0.1)
+# How the images of a RealData were made from pixels. Expert files, warm-start caches and synthetic-set
+# checkpoints record it, so that data prepared another way (this code's earlier ZCA whitened mean/std-normalised
+# images) is refused instead of silently reused.
+TRANSFORM_NORMALISE = "mean_std"
+TRANSFORM_ZCA = f"zca_pixels_eps{ZCA_EPS}"
+# what files written before the transform was recorded used with --zca: ZCA of mean/std-normalised images
+TRANSFORM_LEGACY_ZCA = f"zca_normalised_eps{ZCA_EPS}"
+TRANSFORM_TEXT = {
+    TRANSFORM_NORMALISE: "mean/std-normalised images",
+    TRANSFORM_ZCA: "ZCA-whitened [0, 1] pixels (kornia, eps 0.1, as the original code)",
+    TRANSFORM_LEGACY_ZCA: "ZCA-whitened mean/std-normalised images (this code's ZCA before it matched the original)",
+}
+
+
+def data_transform(zca: bool) -> str:
+    """The transform tag of a dataset loaded with (``zca``) or without ZCA."""
+    return TRANSFORM_ZCA if zca else TRANSFORM_NORMALISE
+
+
+def recorded_transform(record: dict) -> str:
+    """The transform tag a saved file (expert file header, warm-start cache, synthetic-set meta) was made with;
+    files from before the tag was recorded have only their ``zca`` flag."""
+    return record.get("transform") or (TRANSFORM_LEGACY_ZCA if record.get("zca") else TRANSFORM_NORMALISE)
+
+
+def transform_mismatch(record: dict, zca: bool) -> Optional[str]:
+    """None when ``record`` was made with the transform a run with ``zca`` uses; else a phrase saying both."""
+    saved, now = recorded_transform(record), data_transform(zca)
+    if saved == now:
+        return None
+    return f"made from {TRANSFORM_TEXT.get(saved, saved)}, but this run uses {TRANSFORM_TEXT[now]}"
+
+
+@dataclass
+class RealData:
+    """A real dataset. Instances are float32 (N, C, *size) -- images (N, C, H, W), clips (N, C, T, H, W) --
+    normalised with mean/std, or, when ``zca`` is set, [0, 1] pixels ZCA-whitened (``mean`` is then 0 and ``std``
+    1, so display code only undoes the whitening); labels int64. ``indices_class[c]`` indexes the train instances
+    of class c (CPU LongTensors, also after :meth:`to`).
+
+    ``images_train``/``images_test`` are tensors, or, for video, :class:`~common.data.video.ClipArray`: uint8
+    clips memory-mapped from the on-disk cache and normalised when indexed (``x[idx]``, ``x[a:b]``), so a large
+    set never has to fit in memory as floats."""
+
+    name: str
+    channel: int
+    im_size: tuple[int, ...]
+    num_classes: int
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    images_train: Tensor = field(repr=False)
+    labels_train: Tensor = field(repr=False)
+    images_test: Tensor = field(repr=False)
+    labels_test: Tensor = field(repr=False)
+    indices_class: list[Tensor] = field(repr=False)
+    zca: object | None = field(default=None, repr=False)
+
+    @property
+    def transform(self) -> str:
+        """How the images were made from pixels (see :func:`data_transform`)."""
+        return data_transform(self.zca is not None)
+
+    def get_images(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """`n` random train images of class `c`, drawn without replacement (all of them, shuffled, if n >= count)."""
+        idx = self.indices_class[c]
+        device = generator.device if generator is not None else "cpu"
+        perm = torch.randperm(len(idx), generator=generator, device=device).cpu()[:n]
+        return self.images_train[idx[perm].to(self.images_train.device)]
+
+    def restrict(self, n_train_per_class: int | None = None, n_test: int | None = None, seed: int = 0) -> "RealData":
+        """A smaller copy: at most `n_train_per_class` train images per class and `n_test` test images, drawn at
+        random (reproducible from `seed`) and kept in their original order. None keeps everything."""
+        g = torch.Generator().manual_seed(seed)
+        train_idx = torch.arange(len(self.labels_train))
+        if n_train_per_class is not None:
+            train_idx = torch.cat([idx[torch.randperm(len(idx), generator=g)[:n_train_per_class]]
+                                   for idx in self.indices_class]).sort().values
+        test_idx = torch.arange(len(self.labels_test))
+        if n_test is not None:
+            test_idx = torch.randperm(len(test_idx), generator=g)[:n_test].sort().values
+        labels_train = self.labels_train[train_idx.to(self.labels_train.device)]
+        return dataclasses.replace(
+            self,
+            images_train=take_rows(self.images_train, train_idx),
+            labels_train=labels_train,
+            images_test=take_rows(self.images_test, test_idx),
+            labels_test=self.labels_test[test_idx.to(self.labels_test.device)],
+            indices_class=_indices_by_class(labels_train.cpu(), self.num_classes),
+        )
+
+    def to(self, device) -> "RealData":
+        """A copy with images and labels on `device` (indices_class stays on the CPU)."""
+        return dataclasses.replace(
+            self, images_train=self.images_train.to(device), labels_train=self.labels_train.to(device),
+            images_test=self.images_test.to(device), labels_test=self.labels_test.to(device))
+
+
+def take_rows(x, idx: Tensor):
+    """Rows ``idx`` of a tensor, or a lazy selection of rows of a ClipArray (which has ``take``)."""
+    return x.take(idx) if hasattr(x, "take") and not isinstance(x, Tensor) else x[idx.to(x.device)]
+
+
+class _Raw(NamedTuple):
+    """What a reader returns: uint8 images (N, C, H, W), int64 labels, and class names if the files hold them."""
+    x_train: Tensor
+    y_train: Tensor
+    x_test: Tensor
+    y_test: Tensor
+    class_names: Optional[list[str]] = None
+
+
+def _normalise(x: Tensor, mean, std) -> Tensor:
+    """(x - mean) / std per channel of a (N, C, ...) tensor, in place."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return x.sub_(torch.tensor(mean).view(shape)).div_(torch.tensor(std).view(shape))
+
+
+def _indices_by_class(labels: Tensor, num_classes: int) -> list[Tensor]:
+    return [torch.nonzero(labels == c).flatten() for c in range(num_classes)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Finding files, and the torchvision download fallback
+
+def _find(what: str, candidates: Sequence[Path], is_complete: Callable[[Path], bool],
+          download: Callable[[], object] | None, hint: str) -> Path:
+    """The first candidate folder that `is_complete`; else try `download` once and look again; else raise a
+    one-line DatasetNotFoundError naming every place looked in and how to get the data."""
+    for folder in candidates:
+        if is_complete(folder):
+            return folder
+    if download is None:
+        note = ""
+    elif os.environ.get(NO_DOWNLOAD_ENV, "") not in ("", "0"):
+        note = f"; download not tried ({NO_DOWNLOAD_ENV} is set)"
+    else:
+        try:
+            download()
+        except Exception as e:  # offline, mirror down, disk full...: all reported the same way
+            note = f"; torchvision download failed: {_first_line(e)}"
+        else:
+            for folder in candidates:
+                if is_complete(folder):
+                    return folder
+            note = "; torchvision download gave no usable files"
+    looked = ", ".join(str(c) for c in candidates)
+    raise DatasetNotFoundError(f"{what} not found: looked in {looked}{note}. To get it: {hint}")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"

@@ -1,0 +1,329 @@
+"""Video datasets in the frames layout of the video-distillation code base (UCF101, miniUCF101, HMDB51) and
+the offline Moving Fashion-MNIST, which is written in the same layout.
+
+Layout: ``<data_path>/<folder>/jpegs_112/<clip folder>/frame000001.jpg`` (or ``.png``), frames numbered from 1,
+and a split csv ``<data_path>/<folder>/<csv>`` with the columns ``folder_name,label,split`` (split ``train`` or
+``test``); classes are the sorted label strings, as in the original.
+
+Clip sampling (as the original): ``frames`` frames ``frame_gap`` apart, from a random start in training clips
+and, here, the centred start in test clips; training clips are flipped horizontally with probability 1/2.
+The start and the flip of every clip are drawn once from ``seed`` and the clip's folder name, so a clip does
+not depend on the csv order. UCF/HMDB frames are resized to 160x120 and centre-cropped to 112x112, as the
+original; another ``res`` resizes that crop. The decoded clips are written once to a uint8 cache file
+(keyed by dataset, split, frames, gap, resolution, seed, and a fingerprint of the source files) and
+memory-mapped: no epoch decodes JPEGs again and a 50-class set does not have to fit in memory.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import DatasetNotFoundError, UserError, choice_error
+from ..utils import derive_seed
+from .base import DEFAULT_DATA_PATH, RealData, _find, _indices_by_class
+
+FRAMES_DIR = "jpegs_112"
+CSV_COLUMNS = ("folder_name", "label", "split")
+SHORT_CLIPS = ("error", "shrink")
+DEFAULT_CACHE_DIR = os.path.join("cache", "clips")
+_FRAME_RE = re.compile(r"frame(\d{6})\.(jpg|jpeg|png)$", re.IGNORECASE)
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    folder: str  # under data_path
+    csv: str  # split csv in that folder
+    channel: int
+    frames: int  # default clip length
+    gap: int  # default distance between sampled frames
+    side: int  # native side of the square frames after resizing and cropping
+    resize: Optional[tuple[int, int]]  # (width, height) every frame is resized to before the centre crop
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    hint: str  # how to get it
+
+
+_UCF_HINT = ("get the UCF101 RGB frames (the two-stream 'jpegs_256' frames, resized to 112 px as in the "
+             "video-distillation code base) into {root}/jpegs_112/ and the split csv into {root}/")
+VIDEO_SPECS: dict[str, VideoSpec] = {
+    "miniUCF101": VideoSpec("UCF101", "ucf50_splits1.csv", 3, 16, 4, 112, (160, 120), _IMAGENET_MEAN, _IMAGENET_STD,
+                            _UCF_HINT),
+    "UCF101": VideoSpec("UCF101", "ucf101_splits1.csv", 3, 16, 4, 112, (160, 120), _IMAGENET_MEAN, _IMAGENET_STD,
+                        _UCF_HINT),
+    "HMDB51": VideoSpec("HMDB51", "hmdb51_splits.csv", 3, 16, 4, 112, (160, 120), _IMAGENET_MEAN, _IMAGENET_STD,
+                        _UCF_HINT.replace("UCF101", "HMDB51")),
+    # the offline stand-in, built from the real Fashion-MNIST by common/data/moving_fmnist.py; mean and std of
+    # its default build's training pixels
+    "MovingFashionMNIST": VideoSpec("MovingFashionMNIST", "movingfmnist_splits.csv", 1, 16, 1, 64, None,
+                                    (0.0558,), (0.1841,),
+                                    "build it from Fashion-MNIST: python -m common.data.moving_fmnist --out {data}"),
+}
+VIDEO_DATASETS: tuple[str, ...] = tuple(VIDEO_SPECS)
+
+
+# ---- the lazily normalised clip array ------------------------------------------------------------------
+
+
+class ClipArray:
+    """Rows of a uint8 (N, C, T, H, W) array (a memory map of the cache), normalised to float32 when indexed.
+
+    Supports what the training code does with a dataset's tensor: ``len``, ``shape``, ``device``, ``dtype``,
+    ``x[index tensor]``, ``x[a:b]`` (-> float32 tensors on ``device``), ``to(device)`` and ``take(idx)`` (a lazy
+    selection of rows)."""
+
+    dtype = torch.float32
+
+    def __init__(self, data: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 rows: Optional[np.ndarray] = None, device="cpu"):
+        self.data, self.mean, self.std = data, tuple(mean), tuple(std)
+        self.rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.data.shape[1:]))
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def _rows(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            return self.rows[key]
+        if isinstance(key, Tensor):
+            key = key.detach().cpu().numpy()
+        return self.rows[np.asarray(key, dtype=np.int64)]
+
+    def __getitem__(self, key) -> Tensor:
+        rows = self._rows(key)
+        return self._load(rows.reshape(1))[0] if rows.ndim == 0 else self._load(rows)
+
+    def _load(self, rows: np.ndarray) -> Tensor:
+        order = np.argsort(rows, kind="stable")  # read the memory map in file order
+        raw = np.empty((len(rows), *self.data.shape[1:]), dtype=np.uint8)
+        raw[order] = self.data[rows[order]]
+        x = torch.from_numpy(raw).to(self.device).float().div_(255)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, device=self.device).view(shape)
+        std = torch.tensor(self.std, device=self.device).view(shape)
+        return x.sub_(mean).div_(std)
+
+    def take(self, idx) -> "ClipArray":
+        return ClipArray(self.data, self.mean, self.std, self._rows(idx), self.device)
+
+    def to(self, device) -> "ClipArray":
+        return ClipArray(self.data, self.mean, self.std, self.rows, device)
+
+    def __repr__(self) -> str:
+        return f"ClipArray(shape={tuple(self.shape)}, device={self.device})"
+
+
+# ---- reading the frames layout -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Clip:
+    folder: str
+    label: int
+    frames: tuple[Path, ...]  # every frame of the clip, in order
+
+
+def _read_split_csv(path: Path) -> tuple[list[str], dict[str, list[tuple[str, str]]]]:
+    """(sorted class names, {split: [(folder_name, label)]}) from a ``folder_name,label,split`` csv."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{path} lacks the column(s) {', '.join(missing)}: a split csv has the header "
+                            f"{','.join(CSV_COLUMNS)} (found {','.join(reader.fieldnames or []) or 'nothing'})")
+        rows = [(r["folder_name"].strip(), r["label"].strip(), r["split"].strip()) for r in reader]
+    splits: dict[str, list[tuple[str, str]]] = {"train": [], "test": []}
+    for folder, label, split in rows:
+        if split in splits:
+            splits[split].append((folder, label))
+    for split, items in splits.items():
+        if not items:
+            raise UserError(f"{path} has no '{split}' rows (its split column must say train or test)")
+    return sorted({label for _, label, _ in rows}), splits
+
+
+def _frame_files(folder: Path) -> tuple[Path, ...]:
+    """The frames frame000001.* .. frameN.* of a clip folder, numbered without holes."""
+    found = {}
+    for entry in os.scandir(folder):
+        m = _FRAME_RE.fullmatch(entry.name)
+        if m:
+            found[int(m.group(1))] = Path(entry.path)
+    n = 0
+    while n + 1 in found:
+        n += 1
+    return tuple(found[i] for i in range(1, n + 1))
+
+
+def _list_clips(root: Path, csv_path: Path, items: list[tuple[str, str]], classes: list[str]) -> list[_Clip]:
+    frames_dir = root / FRAMES_DIR
+    label_of = {name: i for i, name in enumerate(classes)}
+    clips, missing = [], []
+    for folder, label in items:
+        path = frames_dir / folder
+        if not path.is_dir():
+            missing.append(folder)
+            continue
+        clips.append(_Clip(folder, label_of[label], _frame_files(path)))
+    if missing:
+        raise DatasetNotFoundError(
+            f"{csv_path} names {len(missing)} clip folder(s) missing from {frames_dir}, e.g. {missing[0]}; "
+            f"the csv and the frames do not belong together")
+    return clips
+
+
+def _sample(clip: _Clip, frames: int, gap: int, train: bool, seed: int, short_clips: str):
+    """(frame files, flip) of the clip as sampled for this split; a clip too short is an error, or with
+    ``short_clips='shrink'`` is sampled with a smaller gap (as the original: length // frames)."""
+    n, need = len(clip.frames), (frames - 1) * gap + 1
+    if n < need:
+        if short_clips == "shrink" and n >= frames:
+            gap = max(1, n // frames)
+            need = (frames - 1) * gap + 1
+        else:
+            return None
+    g = np.random.default_rng(derive_seed(seed, "clip", clip.folder))
+    start = int(g.integers(0, n - need + 1)) if train else (n - need) // 2
+    flip = bool(train and g.random() < 0.5)
+    return clip.frames[start:start + need:gap], flip
+
+
+def _read_frames(files: Sequence[Path], flip: bool, spec: VideoSpec, side: int) -> np.ndarray:
+    """(C, T, side, side) uint8: every frame resized as the dataset's spec says, centre-cropped, resized to side."""
+    from PIL import Image
+
+    mode = "L" if spec.channel == 1 else "RGB"
+    out = np.empty((len(files), side, side, spec.channel), dtype=np.uint8)
+    for t, path in enumerate(files):
+        with Image.open(path) as img:
+            img = img.convert(mode)
+            if spec.resize and img.size != spec.resize:
+                img = img.resize(spec.resize, Image.BILINEAR)
+            w, h = img.size
+            s = min(w, h, spec.side)
+            left, top = (w - s) // 2, (h - s) // 2
+            img = img.crop((left, top, left + s, top + s))
+            if img.size != (side, side):
+                img = img.resize((side, side), Image.BILINEAR, reducing_gap=None)
+            if flip:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            out[t] = np.asarray(img, dtype=np.uint8).reshape(side, side, spec.channel)
+    return out.transpose(3, 0, 1, 2)
+
+
+# ---- the cache -----------------------------------------------------------------------------------------
+
+
+def _fingerprint(csv_path: Path, sampled: list) -> str:
+    """A digest of the csv and of every frame file a clip uses (name, size, modification time)."""
+    h = hashlib.sha256(csv_path.read_bytes())
+    for files, flip in sampled:
+        for p in files:
+            st = p.stat()
+            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{flip}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _build_cache(path: Path, sampled: list, spec: VideoSpec, side: int, frames: int, progress: bool) -> None:
+    """Decode every sampled clip into a uint8 memory map at ``path`` (written under a temporary name, then
+    renamed: an interrupted build leaves no cache)."""
+    from tqdm.auto import tqdm
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    shape = (len(sampled), spec.channel, frames, side, side)
+    try:
+        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            jobs = pool.map(lambda s: _read_frames(s[0], s[1], spec, side), sampled)
+            for i, clip in enumerate(tqdm(jobs, total=len(sampled), desc=f"caching {path.name}",
+                                          disable=not progress, mininterval=2)):
+                mm[i] = clip
+        mm.flush()
+        del mm
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: str, items, classes, frames: int,
+                gap: int, side: int, seed: int, short_clips: str, cache_dir: Path, progress: bool):
+    clips = _list_clips(root, csv_path, items, classes)
+    train = split == "train"
+    sampled = [_sample(c, frames, gap, train, seed, short_clips) for c in clips]
+    short = [c for c, s in zip(clips, sampled) if s is None]
+    if short:
+        worst = min(short, key=lambda c: len(c.frames))
+        need = (frames - 1) * gap + 1
+        hint = ("; --short_clips shrink samples them with a smaller gap as the original code does"
+                if short_clips == "error" and len(worst.frames) >= frames else "")
+        raise UserError(f"{name} {split}: {len(short)} clip(s) have fewer than the {need} frames that "
+                        f"--frames {frames} with --frame_gap {gap} needs, e.g. {worst.folder} with "
+                        f"{len(worst.frames)}; lower --frames or --frame_gap{hint}")
+    key = dict(dataset=name, split=split, frames=frames, gap=gap, side=side, seed=seed if train else None,
+               short_clips=short_clips, source=_fingerprint(csv_path, sampled))
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_dir / f"{name}_{split}_f{frames}_g{gap}_r{side}_{digest}.npy"
+    if not path.exists():
+        _build_cache(path, sampled, spec, side, frames, progress)
+    data = np.load(path, mmap_mode="r")
+    if data.shape != (len(clips), spec.channel, frames, side, side):
+        raise UserError(f"clip cache {path} has shape {data.shape}, not the expected one; delete it")
+    return data, torch.tensor([c.label for c in clips], dtype=torch.int64)
+
+
+def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, zca: bool = False,
+         frames: Optional[int] = None, frame_gap: Optional[int] = None, seed: int = 0, short_clips: str = "error",
+         cache_dir: Optional[str] = None, progress: bool = False) -> RealData:
+    """Video dataset ``name`` as a RealData of clips (N, C, T, res, res) backed by the on-disk cache."""
+    if name not in VIDEO_SPECS:
+        raise choice_error("dataset", name, VIDEO_DATASETS)
+    if zca:
+        raise UserError("--zca whitens images; it is not defined for video datasets")
+    if short_clips not in SHORT_CLIPS:
+        raise choice_error("short_clips", short_clips, SHORT_CLIPS)
+    spec = VIDEO_SPECS[name]
+    frames = spec.frames if frames is None else int(frames)
+    gap = spec.gap if frame_gap is None else int(frame_gap)
+    side = spec.side if res is None else int(res)
+    for flag, v in (("frames", frames), ("frame_gap", gap), ("res", side)):
+        if v < 1:
+            raise UserError(f"--{flag} must be >= 1, got {v}")
+    data = Path(data_path or DEFAULT_DATA_PATH)
+    root = data / spec.folder
+    csv_path = root / spec.csv
+    _find(name, [root], lambda r: (r / spec.csv).is_file() and (r / FRAMES_DIR).is_dir(), None,
+          spec.hint.format(root=root, data=data))
+    classes, splits = _read_split_csv(csv_path)
+    cache = Path(cache_dir or DEFAULT_CACHE_DIR)
+    parts = {split: _load_split(name, spec, root, csv_path, split, items, classes, frames, gap, side, seed,
+                                short_clips, cache, progress) for split, items in splits.items()}
+    (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
+    return RealData(
+        name=name, channel=spec.channel, im_size=(frames, side, side), num_classes=len(classes),
+        class_names=classes, mean=list(spec.mean), std=list(spec.std),
+        images_train=ClipArray(x_tr, spec.mean, spec.std), labels_train=y_tr,
+        images_test=ClipArray(x_te, spec.mean, spec.std), labels_test=y_te,
+        indices_class=_indices_by_class(y_tr, len(classes)))
+
