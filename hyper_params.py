@@ -6,6 +6,7 @@ the papers (Fashion-MNIST, MNIST, SVHN) and were chosen for this code base.
 
 ``defaults(objective, dataset, res, ipc)`` merges, in order:
   OBJECTIVE[objective]                      -- loop lengths, batch sizes, learning rates
+  DATASET_ROWS[(objective, dataset)]        -- what a dataset changes at every res and ipc (video: no DSA, ...)
   DDIF_ARCH[(dataset, res, ipc)]            -- the neural-field architecture of DDiF
   ROWS[(objective, dataset, res, ipc)]      -- what differs for one experiment (e.g. TM trajectories)
 Missing rows are only an error when a flag that needs them was left at None.
@@ -14,14 +15,26 @@ from __future__ import annotations
 
 # -- per objective ------------------------------------------------------------------------------------
 OBJECTIVE: dict[str, dict] = {
-    "DM": dict(Iteration=20000, eval_it=2000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+    "DM": dict(Iteration=20000, eval_it=2000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000, dsa=True,
                lr_nf=5e-5, lr_img=1.0, lr_freq=1e6, mom_freq=0.5, msz_per_channel=64),
-    "DC": dict(Iteration=1000, eval_it=500, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+    "DC": dict(Iteration=1000, eval_it=500, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000, dsa=True,
                lr_nf=5e-5, lr_img=0.1, lr_freq=1e3, mom_freq=0.5, msz_per_channel=32, lr_net=0.01),
-    "TM": dict(Iteration=15000, eval_it=1000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000,
+    "TM": dict(Iteration=15000, eval_it=1000, batch_real=256, batch_syn=0, num_eval=5, epoch_eval_train=1000, dsa=True,
                lr_nf=1e-4, lr_img=100.0, lr_freq=1e8, mom_freq=0.5, msz_per_channel=64,
                syn_steps=60, expert_epochs=2, max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
 }
+# -- per (objective, dataset), at every resolution and ipc ------------------------------------------------
+# Video (DDiF's Video/, on the video-distillation code base): DM with a fresh ConvNet3D each iteration, 64 real
+# clips per class, no DSA, 5,000 iterations evaluated every 500 by 3 networks trained 500 epochs; fields lr 1e-4.
+_VIDEO_DM = dict(Iteration=5000, eval_it=500, batch_real=64, num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4)
+# ours: DC and TM on clips (not in the originals) keep their objective's loop and take video's evaluation
+_VIDEO_OTHER = dict(num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4)
+_VIDEO_SETS = ("miniUCF101", "UCF101", "HMDB51", "MovingFashionMNIST")
+DATASET_ROWS: dict[tuple, dict] = {
+    **{("DM", d): _VIDEO_DM for d in _VIDEO_SETS},
+    **{(o, d): _VIDEO_OTHER for o in ("DC", "TM") for d in _VIDEO_SETS},
+}
+
 # shared by every objective: the DDiF warm start and the evaluation networks' learning rate
 COMMON = dict(epochs_init=5000, lr_nf_init=5e-4, lr_net=0.01)
 
@@ -40,6 +53,11 @@ _ARCH_ROWS = {
     ("FashionMNIST", 28, 50): (2, 2, 20, 1, 30, 10),
     ("MNIST", 28, 1): (2, 2, 6, 1, 30, 10), ("MNIST", 28, 10): (2, 2, 6, 1, 30, 10),
     ("MNIST", 28, 50): (2, 2, 20, 1, 30, 10),
+    # video, 16 frames: one field per class at 112x112 (the script passes --dipc 1); 8,483 parameters
+    ("miniUCF101", 112, 1): (3, 6, 40, 3, 5, 5), ("miniUCF101", 112, 5): (3, 6, 40, 3, 5, 5),
+    ("UCF101", 112, 1): (3, 6, 40, 3, 5, 5), ("HMDB51", 112, 1): (3, 6, 40, 3, 5, 5),
+    # ours: the same field with one output channel (8,401 parameters: 7 fields per class at ipc 1, 16x64x64)
+    ("MovingFashionMNIST", 64, 1): (3, 6, 40, 1, 5, 5), ("MovingFashionMNIST", 64, 5): (3, 6, 40, 1, 5, 5),
     # ours: SVHN is CIFAR-10-shaped
     ("SVHN", 32, 1): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 10): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 50): (2, 2, 20, 3, 30, 10),
 }
@@ -74,6 +92,13 @@ ROWS: dict[tuple, dict] = {
     # DC defaults lr_nf 5e-5 (ImageNette) barely move the fields and FreD's lr_freq 1e3 raises the loss here
     ("DC", "FashionMNIST", 28, 1): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
     ("DC", "FashionMNIST", 28, 10): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
+    # video DM. pixel: lr 30, the video-distillation README's DM example for miniUCF101 ipc 1. FreD on video is in
+    # neither paper (ours): the 3-D DCT keeping 1/8 of the coefficients per channel, i.e. 8 clips per class per ipc
+    ("DM", "miniUCF101", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
+    ("DM", "miniUCF101", 112, 5): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
+    ("DM", "UCF101", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
+    ("DM", "HMDB51", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
+    ("DM", "MovingFashionMNIST", 64, 1): dict(msz_per_channel=16 * 64 * 64 // 8),
 }
 # Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
 ARCH_FLAGS = _ARCH_KEYS
@@ -97,6 +122,9 @@ def defaults(objective: str, dataset: str, res: int, ipc: int, needed=()) -> tup
     values, sources = dict(COMMON), ["COMMON"]
     values.update(OBJECTIVE[objective])
     sources.append(f"OBJECTIVE[{objective!r}]")
+    if (objective, dataset) in DATASET_ROWS:
+        values.update(DATASET_ROWS[(objective, dataset)])
+        sources.append(f"DATASET_ROWS{(objective, dataset)}")
     arch_key = (dataset, res, ipc)
     if arch_key in DDIF_ARCH:
         values.update(DDIF_ARCH[arch_key])

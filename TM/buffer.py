@@ -16,10 +16,11 @@ import time
 
 from tqdm.auto import tqdm
 
-from common.args import Bool, FrozenArgs, native_res
+from common.args import Bool, FrozenArgs, resolve_video_flags, native_res
 from common.augment import DEFAULT_STRATEGY, DSA
 from common.cli import run_main
-from common.data import DATASETS, recorded_transform
+from common.data import DATASETS, is_video, recorded_transform
+from common.data.video import SHORT_CLIPS
 from common.distill import load_real
 from common.errors import UserError, choice_error
 from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
@@ -34,6 +35,10 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--dataset", default="FashionMNIST", help=f"one of {', '.join(DATASETS)}")
     g.add_argument("--subset", default=None, help="ImageNet subset (imagenette, imagewoof, ...)")
     g.add_argument("--res", type=int, default=None, help="resolution (None: the dataset's own; ImageNet 128)")
+    g.add_argument("--frames", type=int, default=None, help="video: frames per clip (None: the dataset's)")
+    g.add_argument("--frame_gap", type=int, default=None, help="video: distance between sampled frames")
+    g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
+                   help="video: clips too short for frames x gap are an error, or sampled with a smaller gap")
     g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
     g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
     g.add_argument("--data_path", default="data")
@@ -47,7 +52,8 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--mom", type=float, default=0.0, help="SGD momentum")
     g.add_argument("--l2", type=float, default=0.0, help="weight decay")
     g.add_argument("--batch_train", type=int, default=256)
-    g.add_argument("--dsa", action=Bool, default=True, help="differentiable siamese augmentation")
+    g.add_argument("--dsa", action=Bool, default=None,
+                   help="differentiable siamese augmentation (None: on for images, off for video)")
     g.add_argument("--dsa_strategy", default=DEFAULT_STRATEGY)
     g.add_argument("--save_interval", type=int, default=10, help="experts per replay_buffer_{n}.pt")
     g = p.add_argument_group("run")
@@ -69,6 +75,9 @@ def resolve_buffer_args(a: argparse.Namespace) -> FrozenArgs:
         raise UserError(f"--lr_teacher must be > 0, got {a.lr_teacher}")
     values = dict(vars(a))
     values["res"] = a.res or native_res(a.dataset)
+    resolve_video_flags(values)
+    if values["dsa"] is None:
+        values["dsa"] = not is_video(a.dataset)
     values["subset"] = a.subset if a.dataset == "ImageNet" else None
     return FrozenArgs(**values).freeze()
 

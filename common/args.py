@@ -10,7 +10,8 @@ from typing import Callable, Optional
 
 import hyper_params
 
-from .data import DATASETS
+from .data import DATASETS, is_video
+from .data.video import SHORT_CLIPS, VIDEO_SPECS
 from .errors import UserError, choice_error
 from .networks import EVAL_MODES, get_eval_pool, list_networks
 from .synsets import SYNSETS
@@ -25,7 +26,14 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--synset", default="ddif", help=f"parameterisation: {', '.join(sorted(SYNSETS))}")
     g.add_argument("--dataset", default="FashionMNIST", help=f"one of {', '.join(DATASETS)}")
     g.add_argument("--subset", default=None, help="ImageNet subset (imagenette, imagewoof, ...)")
-    g.add_argument("--res", type=int, default=None, help="resolution (None: the dataset's own; ImageNet 128)")
+    g.add_argument("--res", type=int, default=None,
+                   help="resolution: side of the images or video frames (None: the dataset's own; ImageNet 128)")
+    g.add_argument("--frames", type=int, default=None, help="video: frames per clip (None: the dataset's, 16)")
+    g.add_argument("--frame_gap", type=int, default=None,
+                   help="video: distance between sampled frames (None: the dataset's; UCF101/HMDB51 4)")
+    g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
+                   help="video: a clip shorter than (frames - 1) * frame_gap + 1 frames is an error, or is sampled "
+                        "with a smaller gap as the original code does (shrink)")
     g.add_argument("--model", default="ConvNet", help="network used for distillation (see common/networks.py)")
     g.add_argument("--ipc", type=int, default=1, help="storage budget in images per class")
     g.add_argument("--dipc", type=int, default=0, help="DDiF fields per class (0: as many as the budget buys)")
@@ -53,7 +61,8 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--save_it", type=int, default=100, help="write the resume checkpoint every this many iterations")
     g.add_argument("--batch_real", type=int, default=None)
     g.add_argument("--batch_syn", type=int, default=None, help="synthetic instances per step (0: all)")
-    g.add_argument("--dsa", action=Bool, default=True, help="differentiable siamese augmentation")
+    g.add_argument("--dsa", action=Bool, default=None,
+                   help="differentiable siamese augmentation (None: hyper_params.py; on for images, off for video)")
     g.add_argument("--dsa_strategy", default="color_crop_cutout_flip_scale_rotate")
 
     g = p.add_argument_group("evaluation")
@@ -121,7 +130,27 @@ class FrozenArgs(argparse.Namespace):
 
 
 def native_res(dataset: str) -> int:
+    if dataset in VIDEO_SPECS:
+        return VIDEO_SPECS[dataset].side
     return {"FashionMNIST": 28, "MNIST": 28, "Tiny": 64, "ImageNet": 128}.get(dataset, 32)
+
+
+def resolve_video_flags(values: dict) -> None:
+    """Video datasets: frames and frame_gap left at None take the dataset's; image datasets refuse them."""
+    name = values["dataset"]
+    if not is_video(name):
+        given = [f"--{k}" for k in ("frames", "frame_gap") if values.get(k) is not None]
+        if given:
+            raise UserError(f"{' and '.join(given)} are for video datasets; {name} holds images")
+        return
+    spec = VIDEO_SPECS[name]
+    for key, default in (("frames", spec.frames), ("frame_gap", spec.gap)):
+        if values.get(key) is None:
+            values[key] = default
+        elif values[key] < 1:
+            raise UserError(f"--{key} must be >= 1, got {values[key]}")
+    if values.get("zca"):
+        raise UserError(f"--zca whitens images; {name} holds video clips")
 
 
 def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callable[[str], None]] = None) -> FrozenArgs:
@@ -140,8 +169,10 @@ def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callabl
     values = dict(vars(args))
     if values["res"] is None:
         values["res"] = native_res(args.dataset)
+    if "frames" in values:
+        resolve_video_flags(values)
     needed = [k for k, v in values.items() if v is None and k not in ("subset", "exp_name", "n_train_per_class",
-                                                                      "n_test")]
+                                                                      "n_test", "frames", "frame_gap")]
     synset_only = {f for name, flags in SYNSET_FLAGS.items() if name != args.synset for f in flags}
     table, sources = hyper_params.defaults(objective, args.dataset, values["res"], args.ipc,
                                            needed=[k for k in needed if k not in synset_only])

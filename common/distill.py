@@ -20,18 +20,18 @@ from tqdm.auto import tqdm
 
 from .args import synset_config
 from .augment import DSA
-from .data import RealData, get_dataset, transform_mismatch
+from .data import RealData, get_dataset, is_video, transform_mismatch
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool
 from .paths import init_cache_path, run_dir
-from .runlog import RunRecord, atomic_write_text, save_grid
+from .runlog import RunRecord, atomic_write_text, save_visuals
 from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
 from .utils import derive_seed, resolve_device, seed_everything
 
 # args that define an experiment: a resumed run must agree on them
-IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "model", "ipc", "dipc", "zca", "seed",
-                 "n_train_per_class", "batch_syn")
+IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "model", "ipc", "dipc",
+                 "zca", "seed", "n_train_per_class", "batch_syn")
 
 
 @dataclass
@@ -48,8 +48,17 @@ class Context:
     extras: dict = field(default_factory=dict)
 
 
+def video_options(args) -> dict:
+    """get_dataset's clip-sampling options of a video dataset (none for images)."""
+    if not is_video(args.dataset):
+        return {}
+    return dict(frames=args.frames, frame_gap=args.frame_gap, seed=args.seed, short_clips=args.short_clips,
+                progress=getattr(args, "progress", False))
+
+
 def load_real(args) -> RealData:
-    real = get_dataset(args.dataset, args.data_path, res=args.res, subset=args.subset, zca=args.zca)
+    real = get_dataset(args.dataset, args.data_path, res=args.res, subset=args.subset, zca=args.zca,
+                       **video_options(args))
     if args.n_train_per_class or args.n_test:
         real = real.restrict(args.n_train_per_class, args.n_test, seed=args.seed)
     return real
@@ -57,8 +66,9 @@ def load_real(args) -> RealData:
 
 def meta(args, real: RealData) -> dict:
     """What eval.py needs to rebuild the data a synthetic set was distilled on."""
-    return dict({k: getattr(args, k) for k in ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed",
-                                               "objective")}, transform=real.transform)
+    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "zca", "model", "data_path", "ipc",
+            "seed", "objective")
+    return dict({k: getattr(args, k, None) for k in keys}, transform=real.transform)
 
 
 def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch.Tensor:
@@ -121,8 +131,7 @@ def run_distillation(args, objective_cls) -> dict:
         init_images = state["init_images"]
     else:
         init_images = initialise(args, synset, ctx.real, record)
-    save_grid(init_images, synset.labels.cpu(), record.path("imgs", "init_real.png"), ctx.real.mean, ctx.real.std,
-              ctx.real.zca)
+    save_visuals(init_images, synset.labels.cpu(), record.path("imgs"), "init_real", ctx.real)
     ctx.optimizer = synset.make_optimizer()
     objective = objective_cls(ctx)
     if resumed:
@@ -172,8 +181,8 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     args, synset, record = ctx.args, ctx.synset, ctx.record
     with torch.no_grad():
         images, labels = synset.get()
-    save_grid(images, labels, record.path("imgs", f"syn_{it:06d}.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
-    save_grid(images, labels, record.path("imgs", "syn_latest.png"), ctx.real.mean, ctx.real.std, ctx.real.zca)
+    for stem in (f"syn_{it:06d}", "syn_latest"):
+        save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
     t = time.time()
     cfg = ctx.eval_cfg  # an objective with eval_lr() (TM: the learned step size) sets the evaluation lr
     if hasattr(objective, "eval_lr"):

@@ -1,5 +1,6 @@
-"""Evaluate a saved synthetic set (any eval mode, any resolution for DDiF), or the random-real baseline,
-and optionally export the decoded set as PNG files, one folder per class."""
+"""Evaluate a saved synthetic set (any eval mode, any resolution -- and for video any frame count -- for DDiF),
+or the random-real baseline, and optionally export the decoded set, one folder per class: a PNG per image, an
+animated GIF per clip."""
 from __future__ import annotations
 
 import argparse
@@ -10,12 +11,13 @@ import re
 import torch
 
 from .augment import DSA
-from .data import get_dataset, transform_mismatch
+from .data import get_dataset, is_video, transform_mismatch
+from .data.video import SHORT_CLIPS
 from .distill import checkpoint_meta
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
-from .runlog import atomic_write_text, to_display
+from .runlog import atomic_write_text, to_display, write_gif
 from .synsets import load_synset, synset_from_payload, load_checkpoint
 from .utils import DEVICES, resolve_device
 
@@ -34,11 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="default: the checkpoint's distillation model")
     p.add_argument("--eval_mode", default="S", help=f"one of {', '.join(EVAL_MODES)}")
     p.add_argument("--res", type=int, default=None, help="decode a DDiF set at this resolution")
+    p.add_argument("--frames", type=int, default=None,
+                   help="video: decode a DDiF set at this many frames (and test on clips of as many)")
+    p.add_argument("--frame_gap", type=int, default=None, help="video: default: the checkpoint's")
+    p.add_argument("--short_clips", choices=SHORT_CLIPS, default=None, help="video: default: the checkpoint's")
+    p.add_argument("--shuffle_frames", action="store_true",
+                   help="video: train on the synthetic clips with their frames in a random order (one permutation "
+                        "per clip, from --seed): how much the set's motion matters")
     p.add_argument("--num_eval", type=int, default=5)
     p.add_argument("--epoch_eval_train", type=int, default=1000)
     p.add_argument("--lr_net", type=float, default=None,
                    help="default: the lr the run evaluated with (TM: its learned step size), else 0.01")
-    p.add_argument("--dsa", action=Bool, default=True)
+    p.add_argument("--dsa", action=Bool, default=None, help="default: on for images, off for video")
     p.add_argument("--n_test", type=int, default=None, help="evaluate on only this many test images")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--seed", type=int, default=0)
@@ -72,8 +81,16 @@ def main(argv=None) -> dict:
         overridden = a.zca is not None and a.zca != meta.get("zca", False)
         raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
                         f"would mean nothing ({'leave out --zca/--no-zca' if overridden else 'distil it again'})")
+    video = {}
+    if is_video(dataset):
+        video = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
+                     short_clips=a.short_clips or meta.get("short_clips") or "error", seed=meta.get("seed", a.seed),
+                     progress=a.progress)
+    elif a.frames or a.frame_gap or a.short_clips or a.shuffle_frames:
+        raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
+                        f"images")
     real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
-                       zca=zca)
+                       zca=zca, **video)
     if a.n_test:
         real = real.restrict(None, a.n_test, seed=a.seed)
     if synset is not None:
@@ -82,22 +99,26 @@ def main(argv=None) -> dict:
                             f"{dataset} has {real.num_classes} classes and {real.channel} channels")
         synset.to(device)
         with torch.no_grad():
-            images, labels = synset.get(res=real.im_size if a.res else None)
+            images, labels = synset.get(res=real.im_size if (a.res or a.frames) else None)
         what = f"{synset.name} ({synset.n_per_class} per class) from {a.ckpt}"
     else:
         images, labels = random_real(real, a.ipc, a.seed)
         what = f"random real, ipc {a.ipc}"
     if tuple(images.shape[2:]) != tuple(real.im_size):
-        raise UserError(f"the set decodes at {tuple(images.shape[2:])} but the test images are {real.im_size}; "
-                        f"pass --res")
+        raise UserError(f"the set decodes at {tuple(images.shape[2:])} but the test instances are {real.im_size}; "
+                        f"pass --res" + (" / --frames" if real.domain == "video" else ""))
+    if a.shuffle_frames:
+        images = shuffle_frames(images, a.seed)
+        what += ", frames shuffled"
     if a.export_dir:
-        export_pngs(images, labels, real, a.export_dir)
-        print(f"exported {len(images)} images to {a.export_dir}")
+        export(images, labels, real, a.export_dir)
+        print(f"exported {len(images)} {'clips' if real.domain == 'video' else 'images'} to {a.export_dir}")
     results = {}
     if not a.no_eval:
         lr = a.lr_net if a.lr_net is not None else meta.get("lr_net", 0.01)
         cfg = EvalConfig(epochs=a.epoch_eval_train, num_eval=a.num_eval, device=device, lr=lr,
-                         dsa=DSA() if a.dsa else None, seed=a.seed, progress=a.progress)
+                         dsa=DSA() if (a.dsa if a.dsa is not None else real.domain == "image") else None,
+                         seed=a.seed, progress=a.progress)
         pool = get_eval_pool(a.eval_mode, model)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
         for m, (mean, std) in results.items():
@@ -108,16 +129,28 @@ def main(argv=None) -> dict:
     return results
 
 
-def export_pngs(images, labels, real, folder: str) -> None:
-    """One sub-folder per class ("{index:03d}_{name}"), one PNG per instance."""
+def shuffle_frames(clips, seed: int):
+    """Each clip (n, C, T, H, W) with its frames in its own random order (drawn from ``seed``)."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.stack([torch.randperm(clips.shape[2], generator=g) for _ in range(len(clips))]).to(clips.device)
+    index = order.view(len(clips), 1, -1, 1, 1).expand(-1, clips.shape[1], -1, *clips.shape[3:])
+    return clips.gather(2, index)
+
+
+def export(images, labels, real, folder: str) -> None:
+    """One sub-folder per class ("{index:03d}_{name}"), one file per instance: a PNG per image, an animated GIF
+    per clip."""
     from torchvision.utils import save_image
     x = to_display(images, real.mean, real.std, real.zca)
-    if x.dim() == 5:
-        raise UserError("PNG export is for images; this set holds videos or volumes")
-    for i, (img, c) in enumerate(zip(x, labels.tolist())):
+    if x.dim() == 5 and real.domain != "video":
+        raise UserError(f"export is for images and clips; this set holds {real.domain} instances")
+    for i, (inst, c) in enumerate(zip(x, labels.tolist())):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", real.class_names[c])
         d = os.path.join(folder, f"{c:03d}_{name}")
         os.makedirs(d, exist_ok=True)
+        if x.dim() == 5:
+            write_gif(inst.transpose(0, 1), os.path.join(d, f"{i:05d}.gif"))
+            continue
         tmp = os.path.join(d, f".tmp_{i:05d}.png")
-        save_image(img, tmp, format="png")
+        save_image(inst, tmp, format="png")
         os.replace(tmp, os.path.join(d, f"{i:05d}.png"))

@@ -8,6 +8,7 @@ networks.
 """
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -36,9 +37,14 @@ class EvalConfig:
     progress: bool = False
 
 
+# test batches hold at most this many numbers (1000 Fashion-MNIST images; 27 UCF101 clips of 3x16x112x112)
+TEST_BATCH_ELEMENTS = 1 << 24
+
+
 @torch.no_grad()
 def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 1000) -> float:
     net.eval()
+    batch = max(1, min(batch, TEST_BATCH_ELEMENTS // max(1, math.prod(images.shape[1:]))))
     correct = 0
     for s in range(0, len(images), batch):
         x = images[s:s + batch].to(next(net.parameters()).device, non_blocking=True)

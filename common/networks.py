@@ -3,8 +3,9 @@
 ``get_network(name, channel, num_classes, im_size)`` builds a fresh, CPU-resident network (the caller
 moves it to a device); ``list_networks()`` lists the canonical names; ``get_eval_pool(mode, model)``
 lists the networks an ``--eval_mode`` letter evaluates on. Every network is an :class:`EmbedNet`:
-``embed(x)`` gives the (B, F) features its final ``classifier`` (an ``nn.Linear``) reads, and
-``forward(x)`` gives the logits.
+``embed(x)`` gives the (B, F) features and ``forward(x)`` the (B, num_classes) logits. The image networks
+end in a ``classifier`` (an ``nn.Linear``) that reads ``embed(x)``; the video network :class:`ConvNet3D`
+(clips (B, C, T, H, W)) has no ``classifier``: its head is a 1x1x1 conv followed by a max over time.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import choice_error
+from .errors import UserError, choice_error
 
 # ---- building blocks, parametrised by the number of spatial dims (2: images; 3: video, voxels) ----
 
@@ -88,7 +89,8 @@ def _is_mnist_like(channel: int, im_size: Sequence[int]) -> bool:
 
 
 class EmbedNet(nn.Module):
-    """A network made of `features` (input -> features) and a linear `classifier` on their flattening."""
+    """A network made of `features` (input -> features) and a linear `classifier` on their flattening
+    (subclasses that override `forward`, such as ConvNet3D, may have no `classifier`)."""
 
     features: nn.Module
     classifier: nn.Linear
@@ -247,6 +249,90 @@ class ResNet(EmbedNet):
         self.classifier = nn.Linear(in_planes, num_classes)
 
 
+class ConvNet3D(EmbedNet):
+    """Video ConvNet of video distillation, for clips (B, C, T, H, W) with any number of channels C.
+
+    `depth` blocks of Conv3d (kernel (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3)) -> ReLU -> MaxPool3d,
+    no normalisation; the first block has `width // 2` channels and pools H, W only (kernel and stride
+    (1, 2, 2)), every later block has `width` channels and pools 2x2x2. The head averages over H and W
+    (keeping T), applies Dropout(`dropout`) and a 1x1x1 conv to `num_classes`, then takes the max over time.
+    `embed(x)` is the flattened output of the blocks (2048-d for 16x112x112 clips at the default width 128);
+    there is no `classifier` attribute. A clip too small for `depth` blocks is a UserError.
+    """
+
+    # (kernel, padding, stride) of the block convs along T and along H, W
+    _T_CONV, _HW_CONV = (3, 1, 1), (7, 3, 2)
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128,
+                 depth: int = 3, dropout: float = 0.5):
+        super().__init__()
+        if len(im_size) != 3:
+            raise UserError(f"ConvNet3D is for clips (C, T, H, W): im_size must be (T, H, W), got {tuple(im_size)}")
+        if depth < 1:
+            raise UserError(f"ConvNet3D depth must be >= 1, got {depth}")
+        if width < 2:
+            raise UserError(f"ConvNet3D width must be >= 2 (its first block has width // 2 channels), got {width}")
+        out = self.output_size(im_size, depth)
+        if min(out) < 1:
+            min_t, min_side = self.min_clip_size(depth)
+            raise UserError(
+                f"clip (T, H, W) = {tuple(im_size)} is too small for ConvNet3D with {depth} block(s): it needs "
+                f"T >= {min_t} frames and H, W >= {min_side} pixels")
+        layers: list[nn.Module] = []
+        in_channels = channel
+        for d in range(depth):
+            out_channels = width // 2 if d == 0 else width
+            (kt, pt, st), (ks, ps, ss) = self._T_CONV, self._HW_CONV
+            layers += [nn.Conv3d(in_channels, out_channels, kernel_size=(kt, ks, ks), stride=(st, ss, ss),
+                                 padding=(pt, ps, ps)), nn.ReLU()]
+            layers.append(nn.MaxPool3d((1, 2, 2), (1, 2, 2)) if d == 0 else nn.MaxPool3d(2, 2))
+            in_channels = out_channels
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool3d((None, 1, 1)), nn.Dropout(dropout),
+                                  nn.Conv3d(in_channels, num_classes, kernel_size=1))
+        self.feature_size = out  # (T, H, W) of the features; embed(x) has width * prod(out) entries
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x)).flatten(2).amax(dim=2)  # (B, K, T, 1, 1) -> max over time
+
+    @classmethod
+    def _axis_size(cls, size: int, depth: int, temporal: bool) -> int:
+        """Length of one axis of the features after `depth` blocks (< 1: the clip is too small)."""
+        kernel, padding, stride = cls._T_CONV if temporal else cls._HW_CONV
+        for d in range(depth):
+            size = _conv_out(size, kernel, padding, stride)
+            if size < 1:
+                return size
+            if d > 0 or not temporal:  # the first block does not pool over time
+                size //= 2
+        return size
+
+    @classmethod
+    def output_size(cls, im_size: Sequence[int], depth: int = 3) -> tuple[int, int, int]:
+        """(T, H, W) of the features of a (T, H, W) clip after `depth` blocks."""
+        t, h, w = im_size
+        return (cls._axis_size(t, depth, True), cls._axis_size(h, depth, False), cls._axis_size(w, depth, False))
+
+    @classmethod
+    def min_clip_size(cls, depth: int = 3) -> tuple[int, int]:
+        """(minimum T, minimum H and W side) of a clip that `depth` blocks accept, found by the same size
+        computation as `output_size` (each axis is independent and its output grows with its input)."""
+        def smallest(temporal: bool) -> int:
+            hi = 1
+            while cls._axis_size(hi, depth, temporal) < 1:
+                hi *= 2
+            lo = hi // 2  # invalid (or 0)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if cls._axis_size(mid, depth, temporal) >= 1:
+                    hi = mid
+                else:
+                    lo = mid
+            return hi
+
+        return smallest(True), smallest(False)
+
+
 # ---- registry ----
 
 
@@ -348,6 +434,14 @@ def _resnet18(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[i
     return ResNet(channel, num_classes, im_size, (2, 2, 2, 2), **{**parsed, **overrides})
 
 
+@register_network(r"ConvNet3D(?:W(?P<width>[1-9]\d*)|D(?P<depth>[1-9]\d*))?",
+                  "ConvNet3D", *(f"ConvNet3DW{w}" for w in (32, 64, 128, 256)),
+                  *(f"ConvNet3DD{d}" for d in range(1, 5)))
+def _convnet3d(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    parsed = {k: int(v) for k, v in (("width", m["width"]), ("depth", m["depth"])) if v}
+    return ConvNet3D(channel, num_classes, im_size, **{**parsed, **overrides})
+
+
 # ---- evaluation pools ----
 
 EVAL_MODES = ("S", "M", "W", "D", "A", "P", "N", "C")
@@ -361,13 +455,32 @@ _FIXED_POOLS = {
 }
 
 
+# the video networks (the ConvNet3D family) have their own pools; the other letters are undefined for them
+_VIDEO_POOLS = {
+    "W": ("ConvNet3DW32", "ConvNet3DW64", "ConvNet3DW128", "ConvNet3DW256"),
+    "D": ("ConvNet3DD1", "ConvNet3DD2", "ConvNet3DD3"),
+}
+_VIDEO_MODES = ("S", "W", "D", "C")
+
+
 def get_eval_pool(eval_mode: str, model: str) -> list[str]:
     """Networks to evaluate a synthetic set distilled with `model` on. S: `model` with 'BN' removed
     (ConvNetBN -> ConvNet, ResNet18BN_AP -> ResNet18_AP); M: architectures; W/D/A/P/N: ConvNet width/
-    depth/activation/pooling/normalisation ablations; C: [model, 'ConvNet']."""
+    depth/activation/pooling/normalisation ablations; C: [model, 'ConvNet'].
+    For a video network (ConvNet3D family): S: [model]; C: [model, 'ConvNet3D']; W/D: ConvNet3D width/depth
+    ablations; M/A/P/N are a UserError."""
     if eval_mode not in EVAL_MODES:
         raise choice_error("eval mode", eval_mode, EVAL_MODES)
-    _lookup(model)  # an unknown model is an error in every mode
+    family, _ = _lookup(model)  # an unknown model is an error in every mode
+    if family.build is _convnet3d:
+        if eval_mode not in _VIDEO_MODES:
+            raise UserError(f"eval mode {eval_mode!r} is not defined for the video network {model!r}; "
+                            f"valid eval modes for it: {', '.join(_VIDEO_MODES)}")
+        if eval_mode == "S":
+            return [re.sub(r"-?BN", "", model)]
+        if eval_mode == "C":
+            return list(dict.fromkeys([model, "ConvNet3D"]))
+        return list(_VIDEO_POOLS[eval_mode])
     if eval_mode == "S":
         return [re.sub(r"-?BN", "", model)]
     if eval_mode == "C":

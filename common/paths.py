@@ -8,7 +8,17 @@ import os
 
 def dataset_tag(args) -> str:
     tag = args.dataset + (f"_{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
-    return tag + (f"_res{args.res}" if args.res not in (None, _native(args.dataset)) else "")
+    return tag + (f"_res{args.res}" if args.res not in (None, _native(args.dataset)) else "") + _clip_tag(args)
+
+
+def _clip_tag(args) -> str:
+    """Video clips sampled otherwise than the dataset's default: _f{frames}_g{gap}."""
+    from .data.video import VIDEO_SPECS
+    spec = VIDEO_SPECS.get(args.dataset)
+    frames, gap = getattr(args, "frames", None), getattr(args, "frame_gap", None)
+    if spec is None or (frames in (None, spec.frames) and gap in (None, spec.gap)):
+        return ""
+    return f"_f{frames or spec.frames}_g{gap or spec.gap}"
 
 
 def _native(dataset: str) -> int:
@@ -27,6 +37,7 @@ def expert_dir(args) -> str:
     folder = args.dataset + (f"/{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
     if args.res not in (None, _native(args.dataset)):
         folder += f"_res{args.res}"
+    folder += _clip_tag(args)
     return os.path.join(args.buffer_path, folder + ("" if args.zca else "_NO_ZCA"), args.model)
 
 
@@ -38,5 +49,7 @@ def init_cache_path(args, synset_config: dict) -> str | None:
 
     key = dict(synset_config, dataset=args.dataset, subset=args.subset, res=args.res, zca=args.zca, seed=args.seed,
                n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION)
+    if getattr(args, "frames", None) is not None:  # video: how the clips were sampled
+        key.update(frames=args.frames, frame_gap=args.frame_gap, short_clips=args.short_clips)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(args.init_cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")

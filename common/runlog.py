@@ -113,3 +113,67 @@ def save_grid(images: Tensor, labels: Tensor, path: str, mean, std, zca=None, pe
     save_image(grid, tmp, nrow=per_class, padding=2, format="png")
     os.replace(tmp, path)
 
+
+
+def _class_rows(x: Tensor, labels: Tensor, per_class: int) -> Tensor:
+    """(classes * per_class, ...) instances, one row of ``per_class`` per class, padded with zeros."""
+    rows = []
+    for c in labels.unique(sorted=True).tolist():
+        sel = x[(labels.cpu() == c)][:per_class]
+        rows.append(torch.cat([sel, torch.zeros(per_class - len(sel), *x.shape[1:])]))
+    return torch.cat(rows)
+
+
+def _atomic_image_path(path: str) -> str:
+    folder = os.path.dirname(path)
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f".tmp_{os.path.basename(path)}")
+
+
+def _to_uint8_frames(grid_frames: Tensor) -> list:
+    """(T, C, H, W) in [0, 1] -> T PIL images (grey or RGB)."""
+    from PIL import Image
+    x = (grid_frames * 255).round().clamp(0, 255).to(torch.uint8)
+    if x.shape[1] == 1:
+        return [Image.fromarray(f[0].numpy(), mode="L") for f in x]
+    return [Image.fromarray(f.permute(1, 2, 0).numpy(), mode="RGB") for f in x]
+
+
+def write_gif(clip: Tensor, path: str, fps: float = 8.0) -> None:
+    """A (T, C, H, W) clip in [0, 1] as an animated GIF that loops, written atomically."""
+    frames = _to_uint8_frames(clip)
+    tmp = _atomic_image_path(path)
+    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    os.replace(tmp, path)
+
+
+def save_video_grid(clips: Tensor, labels: Tensor, path: str, mean, std, per_class: int = 10,
+                    fps: float = 8.0) -> tuple[str, str]:
+    """Clips (n, C, T, H, W) as an animated GIF grid, one row per class with at most ``per_class`` clips, at
+    ``path`` (.gif), and a PNG frame strip next to it (``*_frames.png``: one row per class, its first clip's
+    frames left to right). Returns both paths."""
+    from torchvision.utils import make_grid, save_image
+    x = to_display(clips, mean, std)  # (n, C, T, H, W)
+    grid_clips = _class_rows(x, labels, per_class)
+    frames = torch.stack([make_grid(grid_clips[:, :, t], nrow=per_class, padding=2)
+                          for t in range(x.shape[2])])  # (T, 3, H', W')
+    if x.shape[1] == 1:
+        frames = frames[:, :1]
+    write_gif(frames, path, fps)
+    strip = _class_rows(x, labels, 1)  # (classes, C, T, H, W): the first clip of each class
+    strip_path = path[:-4] + "_frames.png" if path.endswith(".gif") else path + "_frames.png"
+    tmp = _atomic_image_path(strip_path)
+    save_image(strip.permute(0, 2, 1, 3, 4).reshape(-1, *strip.shape[1:2], *strip.shape[3:]), tmp,
+               nrow=x.shape[2], padding=2, format="png")
+    os.replace(tmp, strip_path)
+    return path, strip_path
+
+
+def save_visuals(images: Tensor, labels: Tensor, folder: str, stem: str, real) -> list[str]:
+    """What a user looks at for a set of instances of ``real``'s domain: images -> ``{stem}.png`` (a grid, one
+    row per class); clips -> ``{stem}.gif`` (an animated grid) and ``{stem}_frames.png`` (a frame strip)."""
+    if getattr(real, "domain", "image") == "video":
+        return list(save_video_grid(images, labels, os.path.join(folder, f"{stem}.gif"), real.mean, real.std))
+    path = os.path.join(folder, f"{stem}.png")
+    save_grid(images, labels, path, real.mean, real.std, real.zca)
+    return [path]

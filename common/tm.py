@@ -97,6 +97,16 @@ def batch_schedule(n: int, batch: int, steps: int, generator: torch.Generator) -
     return out[:steps]
 
 
+def deterministic_student(net: torch.nn.Module) -> torch.nn.Module:
+    """The student in train mode except its dropout layers (ConvNet3D's head), which are switched off: the
+    recomputed backward (and the unroll it is checked against) needs every step to be a function of the student,
+    the batch and the DSA seed only."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            m.eval()
+    return net
+
+
 def _student_loss(net, layout: ParamLayout, theta: Tensor, x: Tensor, y: Tensor, dsa, seed) -> Tensor:
     """Cross-entropy of the student ``theta`` on one (augmented) batch."""
     if dsa is not None:
@@ -221,7 +231,8 @@ class TrajectoryMatching:
         self.ctx = ctx
         args, real, device = ctx.args, ctx.real, ctx.device
         check_tm_args(args)
-        self.net = get_network(args.model, real.channel, real.num_classes, real.im_size).to(device).train()
+        self.net = deterministic_student(get_network(args.model, real.channel, real.num_classes, real.im_size)
+                                         .to(device).train())
         for p in self.net.parameters():  # replaced by the student's vector in every call
             p.requires_grad_(False)
         self.layout = ParamLayout.of(self.net)

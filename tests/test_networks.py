@@ -1,12 +1,16 @@
 """Tests of common/networks.py: every registered network, the name parser and the eval pools."""
+import math
+
 import pytest
 import torch
 from torch import nn
 
 from common.errors import UserError
-from common.networks import (EVAL_MODES, ConvNet, get_eval_pool, get_network, list_networks)
+from common.networks import (EVAL_MODES, ConvNet, ConvNet3D, get_eval_pool, get_network, list_networks)
 
 NAMES = list_networks()
+VIDEO_NAMES = [n for n in NAMES if n.startswith("ConvNet3D")]  # clips (C, T, H, W): tested separately below
+IMAGE_NAMES = [n for n in NAMES if n not in VIDEO_NAMES]
 INPUTS = {"1x28x28": (1, (28, 28)), "3x32x32": (3, (32, 32))}
 
 
@@ -29,12 +33,14 @@ def test_list_networks_has_every_legacy_name():
               + ["ConvNetAS", "ConvNetAR", "ConvNetAL", "ConvNetNN", "ConvNetBN", "ConvNetLN", "ConvNetIN",
                  "ConvNetGN", "ConvNetNP", "ConvNetMP", "ConvNetAP", "MLP", "LeNet", "AlexNet", "AlexNetBN",
                  "VGG11", "VGG11BN", "ResNet18", "ResNet18BN", "ResNet18BN_AP", "ResNet18_AP"])
-    assert sorted(NAMES) == sorted(legacy)
+    assert sorted(IMAGE_NAMES) == sorted(legacy)
+    assert VIDEO_NAMES == ["ConvNet3D", "ConvNet3DW32", "ConvNet3DW64", "ConvNet3DW128", "ConvNet3DW256",
+                           "ConvNet3DD1", "ConvNet3DD2", "ConvNet3DD3", "ConvNet3DD4"]
     assert len(set(NAMES)) == len(NAMES)
 
 
 @pytest.mark.parametrize("shape", INPUTS, ids=str)
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_forward_and_embed(name, shape):
     channel, im_size = INPUTS[shape]
     torch.manual_seed(0)
@@ -50,7 +56,7 @@ def test_forward_and_embed(name, shape):
     torch.testing.assert_close(model.classifier(features), logits)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_functional_call_matches_module(name):
     torch.manual_seed(0)
     model = get_network(name, 3, 10, (32, 32))
@@ -167,3 +173,166 @@ def test_convnet_class_is_dimension_generic(norm, pooling):
     assert any(isinstance(m, nn.Conv3d) for m in model.modules())
     assert model.classifier.in_features == 8 * 2 * 4 * 4
     assert model(torch.randn(2, 1, 8, 16, 16)).shape == (2, 10)
+
+
+# ---- ConvNet3D (video: clips (B, C, T, H, W)) ----
+
+
+def _clip(channel, size, n=2, seed=0):
+    return torch.randn(n, channel, *size, generator=torch.Generator().manual_seed(seed))
+
+
+def _convs(model):
+    return [m for m in model.features.modules() if isinstance(m, nn.Conv3d)]
+
+
+@pytest.mark.parametrize("channel, size, n, feat", [
+    (3, (16, 112, 112), 1, 128 * 4 * 2 * 2), (1, (16, 64, 64), 2, 128 * 4 * 1 * 1), (3, (16, 64, 64), 2, 512),
+    (1, (8, 48, 48), 2, 128 * 2 * 1 * 1)])
+def test_convnet3d_output_shapes(channel, size, n, feat):
+    torch.manual_seed(0)
+    model = get_network("ConvNet3D", channel, 7, size).eval()
+    x = _clip(channel, size, n)
+    with torch.no_grad():
+        features, logits = model.embed(x), model(x)
+    assert features.shape == (n, feat) and logits.shape == (n, 7)
+    assert torch.isfinite(logits).all()
+    assert 128 * math.prod(model.feature_size) == feat
+
+
+def test_convnet3d_default_architecture():
+    model = get_network("ConvNet3D", 3, 10, (16, 112, 112))
+    assert isinstance(model, ConvNet3D) and not isinstance(model, ConvNet)
+    convs = _convs(model)
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 128), (128, 128)]
+    assert all(c.kernel_size == (3, 7, 7) and c.stride == (1, 2, 2) and c.padding == (1, 3, 3) for c in convs)
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool3d)]
+    assert [(p.kernel_size, p.stride) for p in pools] == [((1, 2, 2), (1, 2, 2)), (2, 2), (2, 2)]
+    assert sum(isinstance(m, nn.ReLU) for m in model.features) == 3
+    norms = (nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm3d)
+    assert not any(isinstance(m, norms + (nn.Linear,)) for m in model.modules())
+    assert not hasattr(model, "classifier")
+    head = [m for m in model.head if isinstance(m, nn.Conv3d)]
+    assert len(head) == 1 and head[0].kernel_size == (1, 1, 1)
+    assert (head[0].in_channels, head[0].out_channels) == (128, 10)
+    assert [m.p for m in model.modules() if isinstance(m, nn.Dropout)] == [0.5]
+    # convs (3*64 + 64*128 + 128*128) * 3*7*7 + biases 64 + 128 + 128, head 128*10 + 10
+    assert sum(p.numel() for p in model.parameters()) == (3 * 64 + 64 * 128 + 128 * 128) * 147 + 320 + 1290
+
+
+@pytest.mark.parametrize("name, widths", [
+    ("ConvNet3D", (64, 128, 128)), ("ConvNet3DW32", (16, 32, 32)), ("ConvNet3DW64", (32, 64, 64)),
+    ("ConvNet3DW128", (64, 128, 128)), ("ConvNet3DW256", (128, 256, 256)), ("ConvNet3DD1", (64,)),
+    ("ConvNet3DD2", (64, 128)), ("ConvNet3DD3", (64, 128, 128)), ("ConvNet3DD4", (64, 128, 128, 128)),
+    ("ConvNet3DD5", (64, 128, 128, 128, 128)), ("ConvNet3DW10", (5, 10, 10))])
+def test_convnet3d_names(name, widths):
+    model = get_network(name, 1, 10, (32, 704, 704))  # large enough for depth 5; building is cheap
+    assert isinstance(model, ConvNet3D)
+    assert tuple(c.out_channels for c in _convs(model)) == widths
+    pools = [m for m in model.features if isinstance(m, nn.MaxPool3d)]
+    assert [p.kernel_size for p in pools] == [(1, 2, 2)] + [2] * (len(widths) - 1)
+
+
+def test_convnet_names_are_not_swallowed_by_either_family():
+    for name in IMAGE_NAMES + ["ConvNet-3", "ConvNet-4-BN", "ConvNetD3", "ConvNetW3"]:
+        if name.startswith("ConvNet"):
+            assert isinstance(get_network(name, 3, 10, (32, 32)), ConvNet), name
+    for name in VIDEO_NAMES:
+        assert isinstance(get_network(name, 3, 10, (8, 200, 200)), ConvNet3D), name
+
+
+@pytest.mark.parametrize("name", ["ConvNet3d", "ConvNet3DD0", "ConvNet3DW0", "ConvNet3DW", "ConvNet3DBN",
+                                  "ConvNet3DW64D2", "ConvNet3D-3", "ConvNet2D"])
+def test_convnet3d_unknown_names(name):
+    with pytest.raises(UserError, match="ConvNet3DD4"):
+        get_network(name, 3, 10, (8, 64, 64))
+
+
+@pytest.mark.parametrize("name", VIDEO_NAMES)
+def test_convnet3d_variants_forward_backward(name):
+    depth = int(name[len("ConvNet3DD"):]) if name.startswith("ConvNet3DD") else 3
+    min_t, min_side = ConvNet3D.min_clip_size(depth)
+    size = (max(8, min_t), max(48, min_side), max(48, min_side))
+    torch.manual_seed(0)
+    model = get_network(name, 3, 5, size)
+    x = _clip(3, size)
+    logits = model(x)
+    assert logits.shape == (2, 5) and model.embed(x).shape[0] == 2
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(logits.square().sum(), list(params.values()))
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+    model.eval()
+    with torch.no_grad():
+        expected = model(x)
+        out = torch.func.functional_call(model, {k: v.detach() for k, v in params.items()}, (x,))
+    torch.testing.assert_close(out, expected)
+
+
+def test_convnet3d_too_small_clip_is_a_user_error():
+    with pytest.raises(UserError) as info:
+        get_network("ConvNet3D", 3, 10, (16, 32, 32))
+    message = str(info.value)
+    assert "(16, 32, 32)" in message and "43" in message and "T >= 4" in message
+    with pytest.raises(UserError, match=r"T >= 8 .* 171"):
+        get_network("ConvNet3DD4", 3, 10, (4, 112, 112))
+
+
+@pytest.mark.parametrize("depth, expected", [(1, (1, 3)), (2, (2, 11)), (3, (4, 43)), (4, (8, 171))])
+def test_convnet3d_min_clip_size_is_exact(depth, expected):
+    min_t, min_side = ConvNet3D.min_clip_size(depth)
+    assert (min_t, min_side) == expected  # by hand: each block maps a side s to floor(ceil(s / 2) / 2)
+    model = ConvNet3D(1, 3, (min_t, min_side, min_side), width=4, depth=depth)
+    assert model.feature_size == (1, 1, 1)
+    assert model(_clip(1, (min_t, min_side, min_side))).shape == (2, 3)
+    features = model.embed(_clip(1, (min_t, min_side, min_side)))
+    assert features.shape == (2, 2 if depth == 1 else 4)  # a single block has width // 2 channels
+    for size in [(min_t - 1, min_side, min_side), (min_t, min_side - 1, min_side), (min_t, min_side, min_side - 1)]:
+        if min(size) >= 1:
+            with pytest.raises(UserError, match=str(min_side)):
+                ConvNet3D(1, 3, size, width=4, depth=depth)
+
+
+@pytest.mark.parametrize("im_size", [(32, 32), (28, 28), (4, 8, 64, 64), (64,)])
+def test_convnet3d_needs_clips(im_size):
+    with pytest.raises(UserError, match=r"ConvNet3D is for clips \(C, T, H, W\)"):
+        get_network("ConvNet3D", 3, 10, im_size)
+
+
+def test_convnet3d_dropout_only_in_the_head():
+    torch.manual_seed(0)
+    model = get_network("ConvNet3DW32", 3, 10, (8, 48, 48))
+    x = _clip(3, (8, 48, 48))
+    with torch.no_grad():
+        model.train()
+        assert not torch.equal(model(x), model(x))
+        torch.testing.assert_close(model.embed(x), model.embed(x), rtol=0, atol=0)
+        model.eval()
+        torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+    assert get_network("ConvNet3DW32", 3, 10, (8, 48, 48), dropout=0.0).head[1].p == 0.0
+
+
+def test_convnet3d_width_variant_is_smaller():
+    count = lambda name: sum(p.numel() for p in get_network(name, 3, 10, (16, 112, 112)).parameters())
+    assert count("ConvNet3DW32") < count("ConvNet3DW64") < count("ConvNet3D") == count("ConvNet3DW128") \
+        < count("ConvNet3DW256")
+    assert count("ConvNet3DD1") < count("ConvNet3DD2") < count("ConvNet3D") == count("ConvNet3DD3")
+
+
+@pytest.mark.parametrize("mode, model, expected", [
+    ("S", "ConvNet3D", ["ConvNet3D"]), ("S", "ConvNet3DW64", ["ConvNet3DW64"]),
+    ("C", "ConvNet3D", ["ConvNet3D"]), ("C", "ConvNet3DD2", ["ConvNet3DD2", "ConvNet3D"]),
+    ("W", "ConvNet3D", ["ConvNet3DW32", "ConvNet3DW64", "ConvNet3DW128", "ConvNet3DW256"]),
+    ("D", "ConvNet3DW32", ["ConvNet3DD1", "ConvNet3DD2", "ConvNet3DD3"])])
+def test_convnet3d_eval_pool(mode, model, expected):
+    assert get_eval_pool(mode, model) == expected
+    for name in expected:
+        get_network(name, 3, 10, (16, 112, 112))
+
+
+@pytest.mark.parametrize("mode", ["M", "A", "P", "N"])
+def test_convnet3d_eval_pool_undefined_modes(mode):
+    with pytest.raises(UserError) as info:
+        get_eval_pool(mode, "ConvNet3DW64")
+    message = str(info.value)
+    assert f"'{mode}'" in message and "ConvNet3DW64" in message and "S, W, D, C" in message
+    assert get_eval_pool(mode, "ConvNet")  # still defined for the image networks

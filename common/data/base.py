@@ -73,6 +73,7 @@ class RealData:
     labels_test: Tensor = field(repr=False)
     indices_class: list[Tensor] = field(repr=False)
     zca: object | None = field(default=None, repr=False)
+    domain: str = "image"  # "image" or "video": what the instances are (how they are shown and exported)
 
     @property
     def transform(self) -> str:

@@ -325,5 +325,5 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
         class_names=classes, mean=list(spec.mean), std=list(spec.std),
         images_train=ClipArray(x_tr, spec.mean, spec.std), labels_train=y_tr,
         images_test=ClipArray(x_te, spec.mean, spec.std), labels_test=y_te,
-        indices_class=_indices_by_class(y_tr, len(classes)))
+        indices_class=_indices_by_class(y_tr, len(classes)), domain="video")
 

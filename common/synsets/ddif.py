@@ -145,21 +145,37 @@ def siren_backward(g: Tensor, xa: Tensor, weights: Sequence[Tensor], scales: Seq
     return gw, gb
 
 
+def point_blocks(size: Sequence[int], fields: int, width: int, limit: int) -> list[tuple[int, int]]:
+    """Ranges of the first grid axis such that ``fields`` fields decoded over one range keep at most about
+    ``limit`` hidden activations (at least one index of the axis per block). A range of the first axis is a
+    contiguous block of the flattened points (the first axis is the slowest)."""
+    rest = math.prod(size[1:]) if len(size) > 1 else 1
+    step = max(1, limit // max(1, fields * width * rest))
+    return [(a, min(a + step, size[0])) for a in range(0, size[0], step)]
+
+
 class SirenDecode(torch.autograd.Function):
     """Decode fields chunk by chunk without storing activations: the backward recomputes each chunk's forward
-    (keeping sin and cos of its hidden layers), so memory does not grow with the number of fields. One node
+    (keeping sin and cos of its hidden layers), so memory does not grow with the number of fields. A chunk is a
+    group of fields and, when one field alone is too large (a 16x112x112 clip), a block of its points. One node
     for all chunks: the output and the gradients are written slice by slice into whole tensors."""
 
     @staticmethod
-    def forward(ctx, xa, axes, scales, chunk, *params):
+    def forward(ctx, xa, axes, scales, chunk, blocks, *params):
         half = len(params) // 2
         ws, bs = params[:half], params[half:]
         n, work = ws[0].shape[0], Workspace()
         out = xa.new_empty(n, ws[-1].shape[1], xa.shape[1])
+        rest = xa.shape[1] // len(axes[0])
         for s in range(0, n, chunk):
-            siren_layers(axes, [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs], scales, work=work,
-                         out=out[s:s + chunk])
-        ctx.axes, ctx.scales, ctx.chunk = axes, scales, chunk
+            wc, bc = [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs]
+            if len(blocks) == 1:
+                siren_layers(axes, wc, bc, scales, work=work, out=out[s:s + chunk])
+                continue
+            for a0, a1 in blocks:
+                part, _, _ = siren_layers((axes[0][a0:a1], *axes[1:]), wc, bc, scales, work=work)
+                out[s:s + chunk, :, a0 * rest:a1 * rest] = part
+        ctx.axes, ctx.scales, ctx.chunk, ctx.blocks = axes, scales, chunk, blocks
         ctx.save_for_backward(xa, *params)
         return out
 
@@ -169,15 +185,20 @@ class SirenDecode(torch.autograd.Function):
         xa, *params = ctx.saved_tensors
         half = len(params) // 2
         ws, bs, chunk, g = params[:half], params[half:], ctx.chunk, g.contiguous()
-        grads, work = [torch.empty_like(p) for p in params], Workspace()
+        axes, blocks = ctx.axes, ctx.blocks
+        rest = xa.shape[1] // len(axes[0])
+        grads, work = [torch.zeros_like(p) for p in params], Workspace()
         for s in range(0, ws[0].shape[0], chunk):
-            wc = [w[s:s + chunk] for w in ws]
-            _, hs, cs = siren_layers(ctx.axes, wc, [b[s:s + chunk] for b in bs], ctx.scales, keep=True, work=work,
-                                     output=False)
-            gw, gb = siren_backward(g[s:s + chunk], xa, wc, ctx.scales, hs, cs, work)
-            for full, part in zip(grads, gw + gb):
-                full[s:s + chunk] = part
-        return (None, None, None, None, *grads)
+            wc, bc = [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs]
+            for a0, a1 in blocks:
+                p0, p1 = a0 * rest, a1 * rest
+                sub_axes = axes if len(blocks) == 1 else (axes[0][a0:a1], *axes[1:])
+                _, hs, cs = siren_layers(sub_axes, wc, bc, ctx.scales, keep=True, work=work, output=False)
+                gc = g[s:s + chunk] if len(blocks) == 1 else g[s:s + chunk, :, p0:p1].contiguous()
+                gw, gb = siren_backward(gc, xa[:, p0:p1], wc, ctx.scales, hs, cs, work)
+                for full, part in zip(grads, gw + gb):
+                    full[s:s + chunk] += part
+        return (None, None, None, None, None, *grads)
 
 
 class DDiF(SynSet):
@@ -273,11 +294,16 @@ class DDiF(SynSet):
             ws[0].register_hook(self._mark_touched(indices))
         xa, size = self.grid(res), self.output_size(res)
         n, chunk, scales = len(indices), self.chunk_fields(xa.shape[1]), self.scales()
-        return SirenDecode.apply(xa, self.grid_axes(size), scales, chunk, *ws, *bs).view(n, self.dim_out, *size)
+        blocks = point_blocks(size, chunk, self.layer_size, self.chunk_limit())
+        return SirenDecode.apply(xa, self.grid_axes(size), scales, chunk, blocks, *ws, *bs).view(
+            n, self.dim_out, *size)
+
+    def chunk_limit(self) -> int:
+        """Hidden activations (fields x points x width) decoded at once."""
+        return CHUNK_ELEMENTS_CUDA if self.coords.is_cuda else CHUNK_ELEMENTS
 
     def chunk_fields(self, points: int) -> int:
-        limit = CHUNK_ELEMENTS_CUDA if self.coords.is_cuda else CHUNK_ELEMENTS
-        return max(1, limit // (points * self.layer_size))
+        return max(1, self.chunk_limit() // (points * self.layer_size))
 
     # -- training -------------------------------------------------------------------------------
     def make_optimizer(self, lr: Optional[float] = None) -> FieldAdam:
