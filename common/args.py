@@ -41,7 +41,8 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--data_path", default="data", help="dataset root (Fashion-MNIST also looks in the Debian path)")
     g.add_argument("--save_path", default="runs", help="root of the run folders")
     g.add_argument("--exp_name", default=None, help="run-folder name (default: built from the flags)")
-    g.add_argument("--init_cache", default="cache", help="folder of cached DDiF warm starts ('' disables)")
+    g.add_argument("--init_cache", default="cache",
+                   help="folder of cached DDiF warm starts ('' disables) and, in clips/, of decoded video clips")
     g.add_argument("--device", default="auto", choices=DEVICES)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action=Bool, default=False, help="continue the run in the same folder")

@@ -23,7 +23,7 @@ from .augment import DSA
 from .data import RealData, get_dataset, is_video, transform_mismatch
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
-from .networks import get_eval_pool
+from .networks import get_eval_pool, get_network
 from .paths import init_cache_path, run_dir
 from .runlog import RunRecord, atomic_write_text, save_visuals
 from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
@@ -52,8 +52,12 @@ def video_options(args) -> dict:
     """get_dataset's clip-sampling options of a video dataset (none for images)."""
     if not is_video(args.dataset):
         return {}
+    if getattr(args, "clip_cache", None):  # buffer.py
+        cache_dir = args.clip_cache
+    else:  # distillation runs: next to the warm starts
+        cache_dir = os.path.join(getattr(args, "init_cache", None) or "cache", "clips")
     return dict(frames=args.frames, frame_gap=args.frame_gap, seed=args.seed, short_clips=args.short_clips,
-                progress=getattr(args, "progress", False))
+                progress=getattr(args, "progress", False), cache_dir=cache_dir)
 
 
 def load_real(args) -> RealData:
@@ -101,6 +105,7 @@ def build_context(args) -> Context:
     record = RunRecord(run_dir(args), resume=args.resume)
     seed_everything(args.seed)
     real = load_real(args).to(device)
+    get_network(args.model, real.channel, real.num_classes, real.im_size)  # a clear error if it cannot take the data
     synset = build_synset(args.synset, **synset_config(args, real.channel, real.num_classes, real.im_size))
     synset.to(device)
     record.write_config(dict(args.as_dict(), budget=synset.budget(), device=str(device),

@@ -12,7 +12,7 @@ import torch
 
 from .augment import DSA
 from .data import get_dataset, is_video, transform_mismatch
-from .data.video import SHORT_CLIPS
+from .data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
 from .distill import checkpoint_meta
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: decode a DDiF set at this many frames (and test on clips of as many)")
     p.add_argument("--frame_gap", type=int, default=None, help="video: default: the checkpoint's")
     p.add_argument("--short_clips", choices=SHORT_CLIPS, default=None, help="video: default: the checkpoint's")
+    p.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR, help="video: folder of the decoded-clip cache")
     p.add_argument("--shuffle_frames", action="store_true",
                    help="video: train on the synthetic clips with their frames in a random order (one permutation "
                         "per clip, from --seed): how much the set's motion matters")
@@ -85,7 +86,7 @@ def main(argv=None) -> dict:
     if is_video(dataset):
         video = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
                      short_clips=a.short_clips or meta.get("short_clips") or "error", seed=meta.get("seed", a.seed),
-                     progress=a.progress)
+                     progress=a.progress, cache_dir=a.clip_cache)
     elif a.frames or a.frame_gap or a.short_clips or a.shuffle_frames:
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
                         f"images")
