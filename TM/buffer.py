@@ -20,7 +20,7 @@ from common.args import Bool, FrozenArgs, resolve_video_flags, native_res
 from common.augment import DEFAULT_STRATEGY, DSA
 from common.cli import run_main
 from common.data import DATASETS, is_video, recorded_transform
-from common.data.video import SHORT_CLIPS
+from common.data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
 from common.distill import load_real
 from common.errors import UserError, choice_error
 from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
@@ -39,6 +39,7 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--frame_gap", type=int, default=None, help="video: distance between sampled frames")
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
                    help="video: clips too short for frames x gap are an error, or sampled with a smaller gap")
+    g.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR, help="video: folder of the decoded-clip cache")
     g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
     g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
     g.add_argument("--data_path", default="data")
