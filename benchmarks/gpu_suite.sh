@@ -9,6 +9,8 @@
 # Steps (each under its own time limit; a step that fails or times out is reported and the next one runs):
 #   tests  the test suite, device-generic tests and end-to-end runs on CUDA (DD_TEST_DEVICE=cuda)
 #   bench  benchmarks/bench_ddif.py on CUDA: batched DDiF vs a loop of per-field SIREN modules (target >= x100)
+#   video  benchmarks/bench_ddif.py on CUDA for miniUCF101-shaped sets: one 8,483-parameter field per class (50) and
+#          the budget-filled set (50 x 70 fields), decode + backward + Adam step at 16x112x112
 #   tm     benchmarks/bench_tm_memory.py on CUDA: peak memory and time of one TM iteration at syn_steps 10-80,
 #          unroll vs recompute; then the largest syn_steps each method runs for CIFAR-100-shaped ipc 10
 #   fit    benchmarks/bench_fit.py: 1,000 fields of 963 parameters fitted to 1,000 128x128 targets for 1,000 Adam
@@ -23,7 +25,7 @@
 set -uo pipefail
 
 OUT=gpu_suite_results.md
-ONLY=tests,bench,tm,fit,dm
+ONLY=tests,bench,video,tm,fit,dm
 DRY=0
 DM_MINUTES=8
 DATA_PATH=data
@@ -51,8 +53,8 @@ case "$DM_MINUTES" in
 esac
 for s in ${ONLY//,/ }; do
   case "$s" in
-    tests|bench|tm|fit|dm) ;;
-    *) echo "error: unknown step '$s' in --only (valid: tests, bench, tm, fit, dm)" >&2; exit 2 ;;
+    tests|bench|video|tm|fit|dm) ;;
+    *) echo "error: unknown step '$s' in --only (valid: tests, bench, video, tm, fit, dm)" >&2; exit 2 ;;
   esac
 done
 
@@ -75,6 +77,7 @@ data=$(printf '%q' "$DATA_PATH")
 plan() {
   echo "tests|480|DD_TEST_DEVICE=cuda $py -m pytest -q -p no:cacheprovider"
   echo "bench|420|$py benchmarks/bench_ddif.py --device cuda"
+  echo "video|420|$py benchmarks/bench_ddif.py --device cuda --modes step --steps 2 --configs ucf_dipc1 ucf_budget"
   echo "tm|420|$py benchmarks/bench_tm_memory.py --device cuda --cases fmnist_ipc1_ddif cifar10_ipc10_pixel" \
        "&& $py benchmarks/bench_tm_memory.py --device cuda --cases cifar100_ipc10_pixel --find_max --max_steps 640"
   echo "fit|300|$py benchmarks/bench_fit.py --device cuda --data_path $data --chunk_elements 0 16777216 4194304"
