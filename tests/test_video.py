@@ -126,6 +126,14 @@ def test_a_large_field_is_decoded_in_blocks_of_points_with_the_same_values_and_g
     torch.testing.assert_close(blocked, whole, rtol=1e-12, atol=1e-12)
     for a, b in zip(g_blocked, g_whole):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # the warm start of such a field goes block by block too, to the same fields
+    targets = torch.randn(2, 3, *size, dtype=torch.float64)
+    s.fit(targets, 3, 1e-3, torch.Generator().manual_seed(0), progress=False)
+    blocked_fit = [p.detach().clone() for p in s.trainable()]
+    monkeypatch.setattr(ddif_mod, "CHUNK_ELEMENTS", 1 << 21)
+    s.fit(targets, 3, 1e-3, torch.Generator().manual_seed(0), progress=False)
+    for a, b in zip(blocked_fit, s.trainable()):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-9, atol=1e-12)
     # the paper's clip size: 4 blocks of 4 frames keep a chunk at 2M activations
     assert ddif_mod.point_blocks((16, 112, 112), 1, 40, 1 << 21) == [(0, 4), (4, 8), (8, 12), (12, 16)]
 

@@ -326,6 +326,9 @@ class DDiF(SynSet):
         tgt = targets.flatten(2)  # (N, C, P)
         xa, axes, n, scales = self.grid(), self.grid_axes(self.im_size), self.n_total, self.scales()
         chunk = max(1, self.chunk_fields(xa.shape[1]) // FIT_CHUNK_DIVISOR)
+        # a field too large for one chunk (a 16x112x112 clip) is fitted block of points by block of points
+        blocks = point_blocks(self.im_size, chunk, self.layer_size, self.chunk_limit() // FIT_CHUNK_DIVISOR)
+        rest = xa.shape[1] // self.im_size[0]
         params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
             t.grad = torch.zeros_like(t)
@@ -334,18 +337,26 @@ class DDiF(SynSet):
         with torch.no_grad():
             for step in bar:
                 total = 0.0
+                report = step % 100 == 0 or step == steps - 1
                 for s in range(0, n, chunk):
                     ws, bs = [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases]
-                    out, hs, cs = siren_layers(axes, ws, bs, scales, keep=True, work=work)
-                    diff = out.sub_(tgt[s:s + chunk])
-                    if step % 100 == 0 or step == steps - 1:
-                        total += diff.square().mean(dim=(1, 2)).sum().item()
-                    # the loss is the sum over fields of each field's own mean squared error
-                    gw, gb = siren_backward(diff.mul_(2 / diff[0].numel()), xa, ws, scales, hs, cs, work)
-                    for t, g in zip(params, gw + gb):
-                        t.grad[s:s + chunk] = g
+                    for k, (a0, a1) in enumerate(blocks):
+                        p0, p1 = a0 * rest, a1 * rest
+                        sub_axes = axes if len(blocks) == 1 else (axes[0][a0:a1], *axes[1:])
+                        out, hs, cs = siren_layers(sub_axes, ws, bs, scales, keep=True, work=work)
+                        diff = out.sub_(tgt[s:s + chunk, :, p0:p1])
+                        if report:
+                            total += diff.square().sum().item() / (self.dim_out * xa.shape[1])
+                        # the loss is the sum over fields of each field's own mean squared error
+                        gw, gb = siren_backward(diff.mul_(2 / (self.dim_out * xa.shape[1])), xa[:, p0:p1], ws,
+                                                scales, hs, cs, work)
+                        for t, g in zip(params, gw + gb):
+                            if k == 0:
+                                t.grad[s:s + chunk] = g
+                            else:
+                                t.grad[s:s + chunk] += g
                 opt.step()
-                if step % 100 == 0 or step == steps - 1:
+                if report:
                     loss_total = total / n
                     bar.set_postfix(mse=f"{loss_total:.4f}")
         for t in params:
