@@ -92,15 +92,15 @@ ROWS: dict[tuple, dict] = {
     # DC defaults lr_nf 5e-5 (ImageNette) barely move the fields and FreD's lr_freq 1e3 raises the loss here
     ("DC", "FashionMNIST", 28, 1): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
     ("DC", "FashionMNIST", 28, 10): dict(lr_nf_init=2e-3, lr_nf=1e-3, lr_freq=10.0),
-    # video DM. pixel: lr 30, the video-distillation README's DM example for miniUCF101 ipc 1. FreD on video is in
-    # neither paper (ours): the 3-D DCT keeping 1/8 of the coefficients per channel, i.e. 8 clips per class per ipc
-    ("DM", "miniUCF101", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
-    ("DM", "miniUCF101", 112, 5): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
-    ("DM", "UCF101", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
-    ("DM", "HMDB51", 112, 1): dict(lr_img=30.0, msz_per_channel=16 * 112 * 112 // 8),
+    # video DM. pixel: lr 30, the video-distillation README's DM example for miniUCF101 ipc 1
+    ("DM", "miniUCF101", 112, 1): dict(lr_img=30.0), ("DM", "miniUCF101", 112, 5): dict(lr_img=30.0),
+    ("DM", "UCF101", 112, 1): dict(lr_img=30.0), ("DM", "HMDB51", 112, 1): dict(lr_img=30.0),
     # ours: Moving Fashion-MNIST takes the learning rates of the Fashion-MNIST DM rows (not tuned on clips)
-    ("DM", "MovingFashionMNIST", 64, 1): dict(msz_per_channel=16 * 64 * 64 // 8, lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
+    ("DM", "MovingFashionMNIST", 64, 1): dict(lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
 }
+# ours: FreD on clips (in neither paper) keeps frames*res*res // VIDEO_MSZ_FRACTION coefficients per channel when
+# --msz_per_channel is left at None, i.e. VIDEO_MSZ_FRACTION clips per class per ipc, at any frame count and size
+VIDEO_MSZ_FRACTION = 8
 # Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
 ARCH_FLAGS = _ARCH_KEYS
 

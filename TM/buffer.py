@@ -23,7 +23,7 @@ from common.data import DATASETS, is_video, recorded_transform
 from common.data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
 from common.distill import load_real
 from common.errors import UserError, choice_error
-from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
+from common.experts import (RECIPE_KEYS, VIDEO_RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
                             save_expert_file, train_expert)
 from common.networks import get_network, list_networks
 from common.paths import expert_dir
@@ -39,6 +39,7 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--frame_gap", type=int, default=None, help="video: distance between sampled frames")
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
                    help="video: clips too short for frames x gap are an error, or sampled with a smaller gap")
+    g.add_argument("--clip_seed", type=int, default=0, help="video: the seed of the training clips' starts and flips")
     g.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR, help="video: folder of the decoded-clip cache")
     g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
     g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
@@ -89,7 +90,9 @@ def header_for(args, real, net) -> dict:
                 num_classes=real.num_classes, im_size=list(real.im_size), num_params=layout.num_params,
                 param_shapes=layout.as_list(), zca=args.zca, transform=real.transform, train_epochs=args.train_epochs,
                 lr_teacher=args.lr_teacher, mom=args.mom, l2=args.l2, batch_train=args.batch_train,
-                dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed)
+                dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed,
+                **({"frame_gap": args.frame_gap, "short_clips": args.short_clips, "clip_seed": args.clip_seed}
+                   if is_video(args.dataset) else {}))
 
 
 def existing_experts(folder: str, header: dict) -> tuple[int, int]:
@@ -99,7 +102,8 @@ def existing_experts(folder: str, header: dict) -> tuple[int, int]:
     for _, path in files:
         obj = read_expert_file(path, mmap=True)
         obj = dict(obj, transform=recorded_transform(obj))  # files from before the transform was recorded
-        diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in RECIPE_KEYS if obj.get(k) != header[k]]
+        keys = RECIPE_KEYS + tuple(k for k in VIDEO_RECIPE_KEYS if k in header)
+        diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in keys if obj.get(k) != header[k]]
         if diff:
             how = ("this code no longer makes such experts; " if obj["transform"] != header["transform"] else
                    "continue with the same flags, or ")

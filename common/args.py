@@ -34,6 +34,9 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
                    help="video: a clip shorter than (frames - 1) * frame_gap + 1 frames is an error, or is sampled "
                         "with a smaller gap as the original code does (shrink)")
+    g.add_argument("--clip_seed", type=int, default=0,
+                   help="video: the seed of every training clip's start frame and flip (not --seed, so that runs and "
+                        "experts with other seeds see the same clips and share one clip cache)")
     g.add_argument("--model", default="ConvNet", help="network used for distillation (see common/networks.py)")
     g.add_argument("--ipc", type=int, default=1, help="storage budget in images per class")
     g.add_argument("--dipc", type=int, default=0, help="DDiF fields per class (0: as many as the budget buys)")
@@ -174,6 +177,11 @@ def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callabl
         resolve_video_flags(values)
     needed = [k for k, v in values.items() if v is None and k not in ("subset", "exp_name", "n_train_per_class",
                                                                       "n_test", "frames", "frame_gap")]
+    if is_video(args.dataset) and "msz_per_channel" in needed:  # FreD on clips: a fraction of the clip
+        needed.remove("msz_per_channel")
+        values["msz_per_channel"] = values["frames"] * values["res"] ** 2 // hyper_params.VIDEO_MSZ_FRACTION
+        log(f"FreD on clips: msz_per_channel={values['msz_per_channel']} (1/{hyper_params.VIDEO_MSZ_FRACTION} of "
+            f"the coefficients per channel of a {values['frames']}x{values['res']}x{values['res']} clip)")
     synset_only = {f for name, flags in SYNSET_FLAGS.items() if name != args.synset for f in flags}
     table, sources = hyper_params.defaults(objective, args.dataset, values["res"], args.ipc,
                                            needed=[k for k in needed if k not in synset_only])

@@ -30,8 +30,13 @@ from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
 from .utils import derive_seed, resolve_device, seed_everything
 
 # args that define an experiment: a resumed run must agree on them
-IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "model", "ipc", "dipc",
-                 "zca", "seed", "n_train_per_class", "batch_syn")
+IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed",
+                 "model", "ipc", "dipc", "zca", "seed", "n_train_per_class", "batch_syn")
+# what a checkpoint written before a key existed is taken to have had
+IDENTITY_DEFAULTS = {"short_clips": "error", "clip_seed": 0}
+# of the real clips a set was initialised from, the checkpoints keep (and the grid shows) this many per class
+# (images: every one)
+SHOWN_PER_CLASS = {"video": 4}
 
 
 @dataclass
@@ -56,7 +61,7 @@ def video_options(args) -> dict:
         cache_dir = args.clip_cache
     else:  # distillation runs: next to the warm starts
         cache_dir = os.path.join(getattr(args, "init_cache", None) or "cache", "clips")
-    return dict(frames=args.frames, frame_gap=args.frame_gap, seed=args.seed, short_clips=args.short_clips,
+    return dict(frames=args.frames, frame_gap=args.frame_gap, clip_seed=args.clip_seed, short_clips=args.short_clips,
                 progress=getattr(args, "progress", False), cache_dir=cache_dir)
 
 
@@ -70,13 +75,29 @@ def load_real(args) -> RealData:
 
 def meta(args, real: RealData) -> dict:
     """What eval.py needs to rebuild the data a synthetic set was distilled on."""
-    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "zca", "model", "data_path", "ipc",
-            "seed", "objective")
+    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed", "zca", "model", "data_path",
+            "ipc", "seed", "objective")
     return dict({k: getattr(args, k, None) for k in keys}, transform=real.transform)
 
 
-def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch.Tensor:
-    """Initialise the set from real data, through the on-disk cache for DDiF; returns the real instances used."""
+def shown(images: torch.Tensor, labels: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """What checkpoints keep of the real instances a set was initialised from: every image; of clips the first
+    few of each class in float16 (a budget-filled miniUCF101 set's would be 8.5 GB)."""
+    if domain not in SHOWN_PER_CLASS:
+        return images, labels
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:SHOWN_PER_CLASS[domain]]
+                      for c in labels.unique(sorted=True).tolist()])
+    return images[keep].half(), labels[keep]
+
+
+def saved_init(payload: dict, synset: SynSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images, labels) of the shown initial instances a checkpoint or cache holds (older files: every one)."""
+    return payload["init_images"], payload.get("init_labels", synset.labels.cpu())
+
+
+def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initialise the set from real data, through the on-disk cache for DDiF; returns the shown real instances
+    it was initialised from and their labels (see :func:`shown`)."""
     cache = init_cache_path(args, synset.config()) if synset.name == "ddif" else None
     if cache and os.path.exists(cache):
         try:
@@ -86,18 +107,20 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> torch
                 raise CheckpointError(f"its fields were fitted to images {why}")
             synset.load_payload(payload["synset"], f"warm-start cache {cache}")
             record.log(f"warm start loaded from cache {cache}")
-            return payload["init_images"]
+            return saved_init(payload, synset)
         except (CheckpointError, KeyError) as e:
             record.log(f"ignoring unusable warm-start cache {cache} ({e}); fitting again")
     g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
     t = time.time()
     kwargs = {"progress": args.progress} if synset.name == "ddif" else {}
-    init_images = synset.init_from_real(real, g, **kwargs).detach().cpu()
+    init_images, init_labels = shown(synset.init_from_real(real, g, **kwargs).detach().cpu(), synset.labels.cpu(),
+                                     real.domain)
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
     if cache:
-        atomic_save({"synset": synset.payload(), "init_images": init_images, "transform": real.transform}, cache)
+        atomic_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,
+                     "transform": real.transform}, cache)
         record.log(f"warm start cached at {cache}")
-    return init_images
+    return init_images, init_labels
 
 
 def build_context(args) -> Context:
@@ -133,10 +156,10 @@ def run_distillation(args, objective_cls) -> dict:
             raise CheckpointError(f"resume checkpoint {ckpt_path} holds a set {why}; start a new run (another "
                                   f"--exp_name, or delete {record.folder})")
         synset.load_payload(state["synset"], f"resume checkpoint {ckpt_path}")
-        init_images = state["init_images"]
+        init_images, init_labels = saved_init(state, synset)
     else:
-        init_images = initialise(args, synset, ctx.real, record)
-    save_visuals(init_images, synset.labels.cpu(), record.path("imgs"), "init_real", ctx.real)
+        init_images, init_labels = initialise(args, synset, ctx.real, record)
+    save_visuals(init_images.float(), init_labels, record.path("imgs"), "init_real", ctx.real)
     ctx.optimizer = synset.make_optimizer()
     objective = objective_cls(ctx)
     if resumed:
@@ -153,10 +176,10 @@ def run_distillation(args, objective_cls) -> dict:
 
     def save_resume(next_it: int):
         atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
-                     "transform": ctx.real.transform, "iteration": next_it,
+                     "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
                      "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
                      "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
-                     "best": best, "init_images": init_images}, ckpt_path)
+                     "best": best, "init_images": init_images, "init_labels": init_labels}, ckpt_path)
 
     last = {}
     bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}", disable=not args.progress,
@@ -211,15 +234,15 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
 
 def checkpoint_meta(state: dict) -> dict:
     """What a resume checkpoint says about the data its set was distilled on (as ``synset_best.pt``'s meta)."""
-    meta = dict(state.get("args", {}))
+    meta = dict(state.get("meta", {}), **state.get("args", {}))
     if state.get("transform"):
         meta["transform"] = state["transform"]
     return meta
 
 
 def check_identity(saved: dict, args, path: str) -> None:
-    diff = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(args, k, None)!r}"
-            for k in IDENTITY_KEYS if saved.get(k) != getattr(args, k, None)]
+    diff = [f"{k}: checkpoint {saved.get(k, IDENTITY_DEFAULTS.get(k))!r} vs now {getattr(args, k, None)!r}"
+            for k in IDENTITY_KEYS if saved.get(k, IDENTITY_DEFAULTS.get(k)) != getattr(args, k, None)]
     if diff:
         raise CheckpointError(f"resume checkpoint {path} was written by another experiment: {'; '.join(diff)}")
 

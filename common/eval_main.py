@@ -85,8 +85,9 @@ def main(argv=None) -> dict:
     video = {}
     if is_video(dataset):
         video = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
-                     short_clips=a.short_clips or meta.get("short_clips") or "error", seed=meta.get("seed", a.seed),
-                     progress=a.progress, cache_dir=a.clip_cache)
+                     short_clips=a.short_clips or meta.get("short_clips") or "error",
+                     clip_seed=meta.get("clip_seed", 0), progress=a.progress, cache_dir=a.clip_cache,
+                     test_only=not a.random_real)
     elif a.frames or a.frame_gap or a.short_clips or a.shuffle_frames:
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
                         f"images")

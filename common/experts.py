@@ -36,6 +36,10 @@ RECIPE_KEYS = ("dataset", "subset", "res", "model", "zca", "transform", "num_par
                "mom", "l2", "batch_train", "dsa", "n_train_per_class")
 
 
+# video experts also record how their clips were sampled (the clip count is in im_size)
+VIDEO_RECIPE_KEYS = ("frame_gap", "short_clips", "clip_seed")
+
+
 def file_name(n: int) -> str:
     return f"replay_buffer_{n}.pt"
 
@@ -124,6 +128,9 @@ def buffer_command(args, train_epochs: Optional[int] = None) -> str:
     from .args import native_res
     if args.res not in (None, native_res(args.dataset)):
         cmd += ["--res", str(args.res)]
+    if getattr(args, "frames", None) is not None:  # video: the same clips
+        cmd += ["--frames", str(args.frames), "--frame_gap", str(args.frame_gap), "--short_clips", args.short_clips,
+                "--clip_seed", str(args.clip_seed), "--no-dsa" if not args.dsa else "--dsa"]
     cmd += ["--model", args.model, "--zca" if args.zca else "--no-zca", "--buffer_path", args.buffer_path]
     if getattr(args, "data_path", "data") != "data":
         cmd += ["--data_path", args.data_path]
@@ -143,6 +150,10 @@ def _mismatch(header: dict, args, path: str, what: str) -> Optional[str]:
                    f"{'--zca' if now else '--no-zca'}" if key == "zca" else
                    f"built for {key} {saved!r}, not {now!r} (--{key})")
             return f"{what} {path} were {why}; build experts for this run with: {buffer_command(args)}"
+    for key in VIDEO_RECIPE_KEYS:  # video: experts trained on other clips
+        if key in header and header[key] != getattr(args, key, None):
+            return (f"{what} {path} were trained on clips sampled with --{key} {header[key]!r}, not "
+                    f"{getattr(args, key, None)!r}; build experts for this run with: {buffer_command(args)}")
     why = transform_mismatch(header, args.zca)
     if why:
         return (f"{what} {path} were {why}; delete {os.path.dirname(path)} and build them again with: "

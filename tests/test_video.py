@@ -203,7 +203,9 @@ def test_eval_decodes_at_other_frames_and_sizes_exports_gifs_and_shuffles(tmp_pa
     with Image.open(gifs[0]) as g:
         assert g.n_frames == 12 and g.size == (56, 56)
     res = eval_main(common + ["--shuffle_frames"])
-    assert 0 <= res["ConvNet3DW32"][0] <= 1
+    assert set(res) == {"ConvNet3DW32"}
+    # evaluation reads only the test clips: no training-clip cache was written for it
+    assert not list((tmp_path / "clips").glob("*_train_*")) and list((tmp_path / "clips").glob("*_test_*"))
 
 
 def test_shuffle_frames_permutes_each_clip_in_time():
@@ -263,3 +265,13 @@ def test_video_flags_on_an_image_dataset_are_an_error():
     with pytest.raises(UserError, match="--frames"):
         resolve_args(build_parser("x").parse_args(["--dataset", "FashionMNIST", "--frames", "8"]), "DM",
                      log=lambda m: None)
+
+
+def test_fred_on_clips_keeps_an_eighth_of_the_coefficients_by_default():
+    from common.args import build_parser, resolve_args
+    a = resolve_args(build_parser("x").parse_args(["--dataset", "MovingFashionMNIST", "--synset", "fred",
+                                                   "--frames", "8", "--res", "48"]), "DC", log=lambda m: None)
+    assert a.msz_per_channel == 8 * 48 * 48 // 8 and a.dsa is False
+    a = resolve_args(build_parser("x").parse_args(["--dataset", "MovingFashionMNIST", "--synset", "fred",
+                                                   "--msz_per_channel", "100"]), "TM", log=lambda m: None)
+    assert a.msz_per_channel == 100 and a.frames == 16 and a.frame_gap == 1

@@ -98,12 +98,13 @@ def test_frames_layout_loads_and_samples_as_specified(tmp_path):
 
 def test_sampling_is_deterministic_from_the_seed_and_flips_half(tmp_path):
     write_ucf(tmp_path / "data", n_classes=2, train=12, test=1, lengths=[40] * 26)
-    a = pixels(load(tmp_path / "data", tmp_path, seed=0))
-    b = pixels(load(tmp_path / "data", tmp_path, seed=0))
-    c = pixels(load(tmp_path / "data", tmp_path, seed=1))
+    a = pixels(load(tmp_path / "data", tmp_path, clip_seed=0))
+    b = pixels(load(tmp_path / "data", tmp_path, clip_seed=0))
+    c = pixels(load(tmp_path / "data", tmp_path, clip_seed=1))
     assert torch.equal(a, b) and not torch.equal(a, c)
-    # a flipped clip has the clip's constant value on its left: 200 - k with k its index in write order
-    flipped = (a[:, 0, 0, 24, 5] > 100).float()
+    # a flipped clip has the clip's constant value 200 - k (k < 26: above 174) on its left; an unflipped one
+    # has 4 * t there (t <= 40: at most 160)
+    flipped = (a[:, 0, 0, 24, 5] > 170).float()
     assert 0.2 < flipped.mean() < 0.8  # 24 clips, each flipped with probability 1/2
     starts = (torch.where(flipped.bool(), a[:, 0, 0, 24, 42], a[:, 0, 0, 24, 5]) / 4).round()
     assert len(set(starts.tolist())) > 3  # random starts
@@ -206,6 +207,24 @@ def test_clips_shorter_than_frames_times_gap(tmp_path):
     assert len(real.images_train) == 4
     with pytest.raises(UserError, match="short_clips"):
         load(tmp_path / "data", tmp_path, frames=4, frame_gap=4, short_clips="pad")
+
+
+def test_test_only_leaves_the_training_split_empty_and_a_class_without_train_clips_is_an_error(tmp_path):
+    write_ucf(tmp_path / "data")
+    real = load(tmp_path / "data", tmp_path, test_only=True)
+    assert len(real.images_train) == 0 and len(real.images_test) == 2 and real.num_classes == 2
+    with open(tmp_path / "data" / "UCF101" / UCF.csv, "a") as f:
+        f.write("v_Class0_g00_test,Lonely,test\n")
+    with pytest.raises(UserError, match="Lonely have no train clips"):
+        load(tmp_path / "data", tmp_path)
+
+
+def test_an_unreadable_frame_is_one_clear_error(tmp_path):
+    write_ucf(tmp_path / "data", lengths=[8] * 6)
+    (tmp_path / "data" / "UCF101" / "jpegs_112" / "v_Class1_g01_train" / "frame000002.png").write_bytes(b"junk")
+    with pytest.raises(UserError, match="v_Class1_g01_train"):
+        load(tmp_path / "data", tmp_path, frames=8, frame_gap=1)
+    assert not list((tmp_path / "cache").glob("*train*"))  # no half-written cache
 
 
 def test_zca_and_bad_counts_on_video(tmp_path):

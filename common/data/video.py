@@ -7,10 +7,10 @@ and a split csv ``<data_path>/<folder>/<csv>`` with the columns ``folder_name,la
 
 Clip sampling (as the original): ``frames`` frames ``frame_gap`` apart, from a random start in training clips
 and, here, the centred start in test clips; training clips are flipped horizontally with probability 1/2.
-The start and the flip of every clip are drawn once from ``seed`` and the clip's folder name, so a clip does
-not depend on the csv order. UCF/HMDB frames are resized to 160x120 and centre-cropped to 112x112, as the
+The start and the flip of every clip are drawn once from ``clip_seed`` and the clip's folder name, so a clip
+does not depend on the csv order (nor on a run's ``--seed``: every run and every expert sees the same clips). UCF/HMDB frames are resized to 160x120 and centre-cropped to 112x112, as the
 original; another ``res`` resizes that crop. The decoded clips are written once to a uint8 cache file
-(keyed by dataset, split, frames, gap, resolution, seed, and a fingerprint of the source files) and
+(keyed by dataset, split, frames, gap, resolution, clip seed, and a fingerprint of the source files) and
 memory-mapped: no epoch decodes JPEGs again and a 50-class set does not have to fit in memory.
 """
 from __future__ import annotations
@@ -38,6 +38,8 @@ FRAMES_DIR = "jpegs_112"
 CSV_COLUMNS = ("folder_name", "label", "split")
 SHORT_CLIPS = ("error", "shrink")
 DEFAULT_CACHE_DIR = os.path.join("cache", "clips")
+# part of every cache key: raise it when a change to the decoding changes the cached pixels
+CACHE_VERSION = 1
 _FRAME_RE = re.compile(r"frame(\d{6})\.(jpg|jpeg|png)$", re.IGNORECASE)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -107,7 +109,10 @@ class ClipArray:
             return self.rows[key]
         if isinstance(key, Tensor):
             key = key.detach().cpu().numpy()
-        return self.rows[np.asarray(key, dtype=np.int64)]
+        key = np.asarray(key)
+        if key.dtype == bool:  # a mask selects rows, as it does on a tensor
+            key = np.flatnonzero(key)
+        return self.rows[key.astype(np.int64)]
 
     def __getitem__(self, key) -> Tensor:
         rows = self._rows(key)
@@ -220,7 +225,7 @@ def _read_frames(files: Sequence[Path], flip: bool, spec: VideoSpec, side: int) 
             if spec.resize and img.size != spec.resize:
                 img = img.resize(spec.resize, Image.BILINEAR)
             w, h = img.size
-            s = min(w, h, spec.side)
+            s = min(w, h, spec.side) if spec.resize else min(w, h)  # UCF: a 112 crop of 160x120; else the square
             left, top = (w - s) // 2, (h - s) // 2
             img = img.crop((left, top, left + s, top + s))
             if img.size != (side, side):
@@ -252,23 +257,35 @@ def _build_cache(path: Path, sampled: list, spec: VideoSpec, side: int, frames: 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shape = (len(sampled), spec.channel, frames, side, side)
+
+    def read(item):
+        files, flip = item
+        try:
+            return _read_frames(files, flip, spec, side)
+        except (OSError, ValueError) as e:  # PIL: unreadable or truncated image
+            raise UserError(f"cannot read the frames of {files[0].parent} ({type(e).__name__}: {e}); replace the "
+                            f"clip or remove it from the split csv") from None
+
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
         mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-            jobs = pool.map(lambda s: _read_frames(s[0], s[1], spec, side), sampled)
-            for i, clip in enumerate(tqdm(jobs, total=len(sampled), desc=f"caching {path.name}",
-                                          disable=not progress, mininterval=2)):
-                mm[i] = clip
+        jobs = pool.map(read, sampled)
+        for i, clip in enumerate(tqdm(jobs, total=len(sampled), desc=f"caching {path.name}",
+                                      disable=not progress, mininterval=2)):
+            mm[i] = clip
         mm.flush()
         del mm
         os.replace(tmp, path)
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # an error or Ctrl-C does not wait for every clip
         if tmp.exists():
             tmp.unlink()
 
 
 def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: str, items, classes, frames: int,
                 gap: int, side: int, seed: int, short_clips: str, cache_dir: Path, progress: bool):
+    if not items:  # a split not asked for (evaluation reads the test split only)
+        return np.zeros((0, spec.channel, frames, side, side), np.uint8), torch.zeros(0, dtype=torch.int64)
     clips = _list_clips(root, csv_path, items, classes)
     train = split == "train"
     sampled = [_sample(c, frames, gap, train, seed, short_clips) for c in clips]
@@ -282,7 +299,7 @@ def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: s
                         f"--frames {frames} with --frame_gap {gap} needs, e.g. {worst.folder} with "
                         f"{len(worst.frames)}; lower --frames or --frame_gap{hint}")
     key = dict(dataset=name, split=split, frames=frames, gap=gap, side=side, seed=seed if train else None,
-               short_clips=short_clips, source=_fingerprint(csv_path, sampled))
+               short_clips=short_clips, source=_fingerprint(csv_path, sampled), version=CACHE_VERSION)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir / f"{name}_{split}_f{frames}_g{gap}_r{side}_{digest}.npy"
     if not path.exists():
@@ -294,9 +311,11 @@ def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: s
 
 
 def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, zca: bool = False,
-         frames: Optional[int] = None, frame_gap: Optional[int] = None, seed: int = 0, short_clips: str = "error",
-         cache_dir: Optional[str] = None, progress: bool = False) -> RealData:
-    """Video dataset ``name`` as a RealData of clips (N, C, T, res, res) backed by the on-disk cache."""
+         frames: Optional[int] = None, frame_gap: Optional[int] = None, clip_seed: int = 0,
+         short_clips: str = "error", cache_dir: Optional[str] = None, progress: bool = False,
+         test_only: bool = False) -> RealData:
+    """Video dataset ``name`` as a RealData of clips (N, C, T, res, res) backed by the on-disk cache;
+    ``test_only`` leaves the training split empty (what evaluating a synthetic set needs)."""
     if name not in VIDEO_SPECS:
         raise choice_error("dataset", name, VIDEO_DATASETS)
     if zca:
@@ -316,8 +335,13 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
     _find(name, [root], lambda r: (r / spec.csv).is_file() and (r / FRAMES_DIR).is_dir(), None,
           spec.hint.format(root=root, data=data))
     classes, splits = _read_split_csv(csv_path)
+    empty = sorted(set(classes) - {label for _, label in splits["train"]})
+    if empty:
+        raise UserError(f"{csv_path}: class(es) {', '.join(empty[:5])} have no train clips; every label needs some")
+    if test_only:
+        splits["train"] = []
     cache = Path(cache_dir or DEFAULT_CACHE_DIR)
-    parts = {split: _load_split(name, spec, root, csv_path, split, items, classes, frames, gap, side, seed,
+    parts = {split: _load_split(name, spec, root, csv_path, split, items, classes, frames, gap, side, clip_seed,
                                 short_clips, cache, progress) for split, items in splits.items()}
     (x_tr, y_tr), (x_te, y_te) = parts["train"], parts["test"]
     return RealData(
