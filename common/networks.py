@@ -5,7 +5,8 @@ moves it to a device); ``list_networks()`` lists the canonical names; ``get_eval
 lists the networks an ``--eval_mode`` letter evaluates on. Every network is an :class:`EmbedNet`:
 ``embed(x)`` gives the (B, F) features and ``forward(x)`` the (B, num_classes) logits. The image networks
 end in a ``classifier`` (an ``nn.Linear``) that reads ``embed(x)``; the video network :class:`ConvNet3D`
-(clips (B, C, T, H, W)) has no ``classifier``: its head is a 1x1x1 conv followed by a max over time.
+(clips (B, C, T, H, W)) has no ``classifier``: its head is a 1x1x1 conv followed by a max over time. The voxel
+network :class:`Conv3DNet` (occupancy grids (B, 1, D, H, W)) is a 3-D ConvNet with a ``classifier``.
 """
 from __future__ import annotations
 
@@ -333,6 +334,77 @@ class ConvNet3D(EmbedNet):
         return smallest(True), smallest(False)
 
 
+class Conv3DNet(EmbedNet):
+    """Voxel ConvNet of DDiF's 3D_Voxel experiments, for volumes (B, C, D, H, W) (occupancy grids: C = 1).
+
+    `depth` blocks of Conv3d (kernel 3; padding 3 in the first block of a 1-channel input, else 1) -> `norm`
+    -> ReLU -> AvgPool3d(2), every block `width` channels, then a Linear on the flattened features. Norms
+    follow ConvNet's convention (`instancenorm`: GroupNorm(width, width) with a per-channel affine). Every
+    block pools, so `embed(x)` has width * prod(feature_size) entries: for a 1-channel 32^3 volume each side
+    goes 32 -> 36 (padding 3) -> 18 -> 9 -> 4, 128 * 4^3 = 8192 features; at 16^3: 20 -> 10 -> 5 -> 2, 1024
+    features (a 3-channel 32^3 volume: 32 -> 16 -> 8 -> 4, also 8192). A volume with a side that would pool
+    down to 0 is a UserError naming the smallest side `min_side(channel, depth)` accepts.
+    """
+
+    def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128,
+                 depth: int = 3, norm: str = "instancenorm"):
+        super().__init__()
+        if len(im_size) != 3:
+            raise UserError(f"Conv3DNet is for volumes (C, D, H, W): im_size must be (D, H, W), got {tuple(im_size)}")
+        if depth < 1:
+            raise UserError(f"Conv3DNet depth must be >= 1, got {depth}")
+        if width < 1:
+            raise UserError(f"Conv3DNet width must be >= 1, got {width}")
+        if norm not in NORMS:
+            raise choice_error("normalization", norm, NORMS)
+        if norm == "groupnorm" and width % 4:
+            raise UserError(f"Conv3DNet with groupnorm (4 groups) needs a width divisible by 4, got {width}")
+        out = self.output_size(channel, im_size, depth)
+        if min(out) < 1:
+            raise UserError(
+                f"volume (D, H, W) = {tuple(im_size)} is too small for Conv3DNet with {depth} block(s) on a "
+                f"{channel}-channel input: every side must be >= {self.min_side(channel, depth)} voxels")
+        layers: list[nn.Module] = []
+        size, in_channels = list(im_size), channel
+        for d in range(depth):
+            padding = self._padding(channel, d)
+            size = [_conv_out(s, 3, padding) for s in size]
+            layers += [make_conv(in_channels, width, 3, 3, padding), make_norm(norm, width, 3, size), nn.ReLU(),
+                       make_pool("avgpooling", 3)]
+            size = [s // 2 for s in size]
+            in_channels = width
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(width * math.prod(out), num_classes)
+        self.feature_size = out  # (D, H, W) of the features
+
+    @staticmethod
+    def _padding(channel: int, block: int) -> int:
+        return 3 if block == 0 and channel == 1 else 1
+
+    @classmethod
+    def _side(cls, size: int, channel: int, depth: int) -> int:
+        """Length of one side of the features after `depth` blocks (< 1: the volume is too small)."""
+        for d in range(depth):
+            size = _conv_out(size, 3, cls._padding(channel, d)) // 2
+            if size < 1:
+                return size
+        return size
+
+    @classmethod
+    def output_size(cls, channel: int, im_size: Sequence[int], depth: int = 3) -> tuple[int, int, int]:
+        """(D, H, W) of the features of a (D, H, W) volume with `channel` channels after `depth` blocks."""
+        d, h, w = im_size
+        return cls._side(d, channel, depth), cls._side(h, channel, depth), cls._side(w, channel, depth)
+
+    @classmethod
+    def min_side(cls, channel: int = 1, depth: int = 3) -> int:
+        """The smallest side `depth` blocks accept (a side's output grows with its input)."""
+        side = 1
+        while cls._side(side, channel, depth) < 1:
+            side += 1
+        return side
+
+
 # ---- registry ----
 
 
@@ -362,7 +434,8 @@ def register_network(pattern: str, *names: str):
 
 
 def list_networks() -> list[str]:
-    """Every canonical network name (get_network also takes ConvNetD<n>/W<n> for any n and 'ConvNet-3-BN')."""
+    """Every canonical network name (get_network also takes ConvNetD<n>/W<n>, ConvNet3DD<n>/W<n> and
+    Conv3DNetD<n>/W<n> for any n, and 'ConvNet-3-BN')."""
     return [name for family in _FAMILIES for name in family.names]
 
 
@@ -442,6 +515,16 @@ def _convnet3d(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[
     return ConvNet3D(channel, num_classes, im_size, **{**parsed, **overrides})
 
 
+@register_network(r"Conv3DNet(?:W(?P<width>[1-9]\d*)|D(?P<depth>[1-9]\d*)|(?P<norm>[NBIG])N)?",
+                  "Conv3DNet", *(f"Conv3DNetW{w}" for w in (32, 64, 128, 256)),
+                  *(f"Conv3DNetD{d}" for d in range(1, 5)), *(f"Conv3DNet{n}N" for n in "NBIG"))
+def _conv3dnet(m: re.Match[str], channel: int, num_classes: int, im_size: tuple[int, ...], **overrides) -> nn.Module:
+    parsed: dict[str, object] = {k: int(v) for k, v in (("width", m["width"]), ("depth", m["depth"])) if v}
+    if m["norm"]:
+        parsed["norm"] = _NORM_CODES[m["norm"]]
+    return Conv3DNet(channel, num_classes, im_size, **{**parsed, **overrides})
+
+
 # ---- evaluation pools ----
 
 EVAL_MODES = ("S", "M", "W", "D", "A", "P", "N", "C")
@@ -455,12 +538,33 @@ _FIXED_POOLS = {
 }
 
 
-# the video networks (the ConvNet3D family) have their own pools; the other letters are undefined for them
+# the video networks (the ConvNet3D family) and the voxel networks (the Conv3DNet family) have their own pools;
+# the other letters are undefined for them
 _VIDEO_POOLS = {
     "W": ("ConvNet3DW32", "ConvNet3DW64", "ConvNet3DW128", "ConvNet3DW256"),
     "D": ("ConvNet3DD1", "ConvNet3DD2", "ConvNet3DD3"),
 }
 _VIDEO_MODES = ("S", "W", "D", "C")
+_VOXEL_POOLS = {
+    "W": ("Conv3DNetW32", "Conv3DNetW64", "Conv3DNetW128", "Conv3DNetW256"),
+    "D": ("Conv3DNetD1", "Conv3DNetD2", "Conv3DNetD3"),
+    "N": ("Conv3DNetNN", "Conv3DNetBN", "Conv3DNetIN", "Conv3DNetGN"),
+}
+_VOXEL_MODES = ("S", "W", "D", "N", "C")
+
+
+@dataclass(frozen=True)
+class _OwnPools:
+    kind: str  # what the family's networks are for, as the error says it
+    base: str  # the family's default network (the second one of C)
+    pools: dict[str, tuple[str, ...]]
+    modes: tuple[str, ...]
+
+
+_FAMILY_POOLS = {
+    _convnet3d: _OwnPools("video", "ConvNet3D", _VIDEO_POOLS, _VIDEO_MODES),
+    _conv3dnet: _OwnPools("voxel", "Conv3DNet", _VOXEL_POOLS, _VOXEL_MODES),
+}
 
 
 def get_eval_pool(eval_mode: str, model: str) -> list[str]:
@@ -468,21 +572,18 @@ def get_eval_pool(eval_mode: str, model: str) -> list[str]:
     (ConvNetBN -> ConvNet, ResNet18BN_AP -> ResNet18_AP); M: architectures; W/D/A/P/N: ConvNet width/
     depth/activation/pooling/normalisation ablations; C: [model, 'ConvNet'].
     For a video network (ConvNet3D family): S: [model]; C: [model, 'ConvNet3D']; W/D: ConvNet3D width/depth
-    ablations; M/A/P/N are a UserError."""
+    ablations; M/A/P/N are a UserError.
+    For a voxel network (Conv3DNet family): S: `model` with 'BN' removed (Conv3DNetBN -> Conv3DNet); C: [model,
+    'Conv3DNet']; W/D/N: Conv3DNet width/depth/normalisation ablations; M/A/P are a UserError."""
     if eval_mode not in EVAL_MODES:
         raise choice_error("eval mode", eval_mode, EVAL_MODES)
     family, _ = _lookup(model)  # an unknown model is an error in every mode
-    if family.build is _convnet3d:
-        if eval_mode not in _VIDEO_MODES:
-            raise UserError(f"eval mode {eval_mode!r} is not defined for the video network {model!r}; "
-                            f"valid eval modes for it: {', '.join(_VIDEO_MODES)}")
-        if eval_mode == "S":
-            return [re.sub(r"-?BN", "", model)]
-        if eval_mode == "C":
-            return list(dict.fromkeys([model, "ConvNet3D"]))
-        return list(_VIDEO_POOLS[eval_mode])
+    own = _FAMILY_POOLS.get(family.build)
+    if own is not None and eval_mode not in own.modes:
+        raise UserError(f"eval mode {eval_mode!r} is not defined for the {own.kind} network {model!r}; "
+                        f"valid eval modes for it: {', '.join(own.modes)}")
     if eval_mode == "S":
         return [re.sub(r"-?BN", "", model)]
     if eval_mode == "C":
-        return list(dict.fromkeys([model, "ConvNet"]))
-    return list(_FIXED_POOLS[eval_mode])
+        return list(dict.fromkeys([model, own.base if own else "ConvNet"]))
+    return list((own.pools if own else _FIXED_POOLS)[eval_mode])

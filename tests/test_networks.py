@@ -6,11 +6,13 @@ import torch
 from torch import nn
 
 from common.errors import UserError
-from common.networks import (EVAL_MODES, ConvNet, ConvNet3D, get_eval_pool, get_network, list_networks)
+from common.networks import (EVAL_MODES, Conv3DNet, ConvNet, ConvNet3D, get_eval_pool, get_network,
+                             list_networks)
 
 NAMES = list_networks()
 VIDEO_NAMES = [n for n in NAMES if n.startswith("ConvNet3D")]  # clips (C, T, H, W): tested separately below
-IMAGE_NAMES = [n for n in NAMES if n not in VIDEO_NAMES]
+VOXEL_NAMES = [n for n in NAMES if n.startswith("Conv3DNet")]  # volumes (C, D, H, W): tested separately below
+IMAGE_NAMES = [n for n in NAMES if n not in VIDEO_NAMES + VOXEL_NAMES]
 INPUTS = {"1x28x28": (1, (28, 28)), "3x32x32": (3, (32, 32))}
 
 
@@ -36,6 +38,9 @@ def test_list_networks_has_every_legacy_name():
     assert sorted(IMAGE_NAMES) == sorted(legacy)
     assert VIDEO_NAMES == ["ConvNet3D", "ConvNet3DW32", "ConvNet3DW64", "ConvNet3DW128", "ConvNet3DW256",
                            "ConvNet3DD1", "ConvNet3DD2", "ConvNet3DD3", "ConvNet3DD4"]
+    assert VOXEL_NAMES == ["Conv3DNet", "Conv3DNetW32", "Conv3DNetW64", "Conv3DNetW128", "Conv3DNetW256",
+                           "Conv3DNetD1", "Conv3DNetD2", "Conv3DNetD3", "Conv3DNetD4",
+                           "Conv3DNetNN", "Conv3DNetBN", "Conv3DNetIN", "Conv3DNetGN"]
     assert len(set(NAMES)) == len(NAMES)
 
 
@@ -239,6 +244,8 @@ def test_convnet_names_are_not_swallowed_by_either_family():
             assert isinstance(get_network(name, 3, 10, (32, 32)), ConvNet), name
     for name in VIDEO_NAMES:
         assert isinstance(get_network(name, 3, 10, (8, 200, 200)), ConvNet3D), name
+    for name in VOXEL_NAMES + ["Conv3DNetD5", "Conv3DNetW8"]:
+        assert isinstance(get_network(name, 1, 10, (32, 32, 32)), Conv3DNet), name
 
 
 @pytest.mark.parametrize("name", ["ConvNet3d", "ConvNet3DD0", "ConvNet3DW0", "ConvNet3DW", "ConvNet3DBN",
@@ -335,4 +342,167 @@ def test_convnet3d_eval_pool_undefined_modes(mode):
         get_eval_pool(mode, "ConvNet3DW64")
     message = str(info.value)
     assert f"'{mode}'" in message and "ConvNet3DW64" in message and "S, W, D, C" in message
+    assert get_eval_pool(mode, "ConvNet")  # still defined for the image networks
+
+
+# ---- Conv3DNet (voxels: volumes (B, 1, D, H, W)) ----
+
+
+def _volume_convs(model):
+    return [m for m in model.features if isinstance(m, nn.Conv3d)]
+
+
+@pytest.mark.parametrize("channel, size, side, feat", [
+    (1, 32, 4, 8192),  # 32 -> 36 (padding 3) -> 18 -> 9 -> 4: 128 * 4^3
+    (1, 16, 2, 1024),  # 16 -> 20 -> 10 -> 5 -> 2: 128 * 2^3
+    (3, 32, 4, 8192),  # padding 1: 32 -> 16 -> 8 -> 4
+    (3, 16, 2, 1024)])
+def test_conv3dnet_output_shapes(channel, size, side, feat):
+    torch.manual_seed(0)
+    model = get_network("Conv3DNet", channel, 10, (size,) * 3)
+    x = _clip(channel, (size,) * 3)
+    with torch.no_grad():
+        features, logits = model.embed(x), model(x)
+    assert model.feature_size == (side,) * 3 and 128 * side ** 3 == feat
+    assert features.shape == (2, feat) and logits.shape == (2, 10)
+    assert model.classifier.in_features == feat and torch.isfinite(logits).all()
+    torch.testing.assert_close(model.classifier(features), logits)
+
+
+def test_conv3dnet_non_cubic_volume():
+    model = get_network("Conv3DNetW32", 1, 4, (16, 32, 8))
+    assert model.feature_size == (2, 4, 1)
+    assert model.embed(_clip(1, (16, 32, 8))).shape == (2, 32 * 2 * 4 * 1)
+
+
+def test_conv3dnet_default_architecture():
+    model = get_network("Conv3DNet", 1, 10, (32, 32, 32))
+    assert isinstance(model, Conv3DNet) and not isinstance(model, (ConvNet, ConvNet3D))
+    convs = _volume_convs(model)
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(1, 128), (128, 128), (128, 128)]
+    assert all(c.kernel_size == (3, 3, 3) and c.stride == (1, 1, 1) for c in convs)
+    assert [c.padding for c in convs] == [(3, 3, 3), (1, 1, 1), (1, 1, 1)]
+    assert [c.padding for c in _volume_convs(get_network("Conv3DNet", 3, 10, (32, 32, 32)))] == [(1, 1, 1)] * 3
+    kinds = [type(m) for m in model.features]
+    assert kinds == [nn.Conv3d, nn.GroupNorm, nn.ReLU, nn.AvgPool3d] * 3
+    norms = [m for m in model.features if isinstance(m, nn.GroupNorm)]
+    assert all(n.num_groups == n.num_channels == 128 and n.affine for n in norms)  # ConvNet's instancenorm
+    assert all(p.kernel_size == 2 and p.stride == 2 for p in model.features if isinstance(p, nn.AvgPool3d))
+    assert isinstance(model.classifier, nn.Linear) and model.classifier.in_features == 8192
+    # convs (1*128 + 2 * 128*128) * 27 + biases 3*128, norms 3 * 2*128, classifier 8192*10 + 10
+    assert sum(p.numel() for p in model.parameters()) == (128 + 2 * 128 * 128) * 27 + 384 + 768 + 81930
+
+
+@pytest.mark.parametrize("name, width, depth, norm", [
+    ("Conv3DNet", 128, 3, nn.GroupNorm), ("Conv3DNetW32", 32, 3, nn.GroupNorm),
+    ("Conv3DNetW256", 256, 3, nn.GroupNorm), ("Conv3DNetD1", 128, 1, nn.GroupNorm),
+    ("Conv3DNetD4", 128, 4, nn.GroupNorm), ("Conv3DNetD5", 128, 5, nn.GroupNorm), ("Conv3DNetW10", 10, 3, nn.GroupNorm),
+    ("Conv3DNetNN", 128, 3, None), ("Conv3DNetBN", 128, 3, nn.BatchNorm3d), ("Conv3DNetIN", 128, 3, nn.GroupNorm),
+    ("Conv3DNetGN", 128, 3, nn.GroupNorm)])
+def test_conv3dnet_names(name, width, depth, norm):
+    model = get_network(name, 1, 10, (64, 64, 64))  # large enough for depth 5; building is cheap
+    assert isinstance(model, Conv3DNet)
+    assert [c.out_channels for c in _volume_convs(model)] == [width] * depth
+    norms = [m for m in model.features if isinstance(m, (nn.GroupNorm, nn.BatchNorm3d))]
+    assert len(norms) == (0 if norm is None else depth) and all(type(n) is norm for n in norms)
+    groups = {"Conv3DNetGN": 4}.get(name, width)
+    assert all(n.num_groups == groups for n in norms if isinstance(n, nn.GroupNorm))
+    assert sum(isinstance(m, nn.AvgPool3d) for m in model.features) == depth
+
+
+@pytest.mark.parametrize("name", VOXEL_NAMES)
+def test_conv3dnet_variants_forward_backward(name):
+    torch.manual_seed(0)
+    depth = int(name[len("Conv3DNetD"):]) if name.startswith("Conv3DNetD") else 3
+    size = (max(16, Conv3DNet.min_side(1, depth)),) * 3
+    model = get_network(name, 1, 5, size)
+    x = _clip(1, size)
+    logits = model(x)
+    assert logits.shape == (2, 5) and model.embed(x).shape == (2, model.classifier.in_features)
+    params = dict(model.named_parameters())
+    grads = torch.autograd.grad(logits.square().sum(), list(params.values()))
+    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", ["Conv3DNet", "Conv3DNetBN", "Conv3DNetNN", "Conv3DNetW32"])
+def test_conv3dnet_functional_call_matches_module(name):
+    torch.manual_seed(0)
+    model = get_network(name, 1, 10, (16, 16, 16))
+    x = _clip(1, (16, 16, 16))
+    with torch.no_grad():
+        expected = model(x)
+    params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
+    state = {**params, **{k: v.clone() for k, v in model.named_buffers()}}
+    out = torch.func.functional_call(model, state, (x,))
+    torch.testing.assert_close(out, expected)
+    grads = torch.autograd.grad(out.sum(), list(params.values()))
+    assert all(torch.isfinite(g).all() for g in grads)
+    # the flat parameter vector of TM (parameters in named_parameters order) rebuilds the same network
+    flat = torch.cat([p.reshape(-1) for p in params.values()])
+    chunks = flat.split([p.numel() for p in params.values()])
+    rebuilt = {k: c.view_as(p) for (k, p), c in zip(params.items(), chunks)}
+    torch.testing.assert_close(torch.func.functional_call(model, {**state, **rebuilt}, (x,)), expected)
+
+
+def test_conv3dnet_too_small_volume_is_a_user_error():
+    assert Conv3DNet.min_side(1, 3) == 4 and Conv3DNet.min_side(3, 3) == 8 and Conv3DNet.min_side(1, 4) == 12
+    with pytest.raises(UserError) as info:
+        get_network("Conv3DNet", 1, 10, (3, 16, 16))
+    message = str(info.value)
+    assert "(3, 16, 16)" in message and ">= 4" in message and "3 block(s)" in message
+    with pytest.raises(UserError, match=r"\(16, 16, 7\).*>= 8"):
+        get_network("Conv3DNet", 3, 10, (16, 16, 7))
+    with pytest.raises(UserError, match=r">= 12"):
+        get_network("Conv3DNetD4", 1, 10, (11, 11, 11))
+    for channel, depth in [(1, 1), (1, 3), (3, 3), (1, 4), (3, 4)]:
+        side = Conv3DNet.min_side(channel, depth)
+        model = Conv3DNet(channel, 3, (side,) * 3, width=4, depth=depth)
+        assert model(_clip(channel, (side,) * 3)).shape == (2, 3)
+        if side > 1:  # (a single 1-channel block takes any side: 1 -> 5 -> 2)
+            assert model.feature_size == (1, 1, 1)
+            with pytest.raises(UserError, match=f">= {side}"):
+                Conv3DNet(channel, 3, (side, side, side - 1), width=4, depth=depth)
+
+
+@pytest.mark.parametrize("im_size", [(32, 32), (28, 28), (1, 16, 16, 16), (16,)])
+def test_conv3dnet_needs_volumes(im_size):
+    with pytest.raises(UserError, match=r"Conv3DNet is for volumes \(C, D, H, W\)"):
+        get_network("Conv3DNet", 1, 10, im_size)
+
+
+@pytest.mark.parametrize("name", ["Conv3Dnet", "Conv3DNetD0", "Conv3DNetW0", "Conv3DNetW", "Conv3DNetLN",
+                                  "Conv3DNetW64D2", "Conv3DNet-3", "Conv3DNetAP", "Conv2DNet"])
+def test_conv3dnet_unknown_names(name):
+    with pytest.raises(UserError, match="Conv3DNetGN"):
+        get_network(name, 1, 10, (16, 16, 16))
+
+
+def test_conv3dnet_overrides_and_bad_values():
+    model = get_network("Conv3DNetD2", 1, 10, (16, 16, 16), norm="batchnorm", width=16)
+    assert sum(isinstance(m, nn.BatchNorm3d) for m in model.modules()) == 2
+    assert model.classifier.in_features == 16 * 5 ** 3  # 16 -> 20 -> 10 -> 10 -> 5
+    with pytest.raises(ValueError, match="instancenorm"):
+        get_network("Conv3DNet", 1, 10, (16, 16, 16), norm="bogus")
+    with pytest.raises(UserError, match="divisible by 4"):
+        get_network("Conv3DNetGN", 1, 10, (16, 16, 16), width=10)
+
+
+@pytest.mark.parametrize("mode, model, expected", [
+    ("S", "Conv3DNet", ["Conv3DNet"]), ("S", "Conv3DNetBN", ["Conv3DNet"]), ("S", "Conv3DNetW64", ["Conv3DNetW64"]),
+    ("C", "Conv3DNet", ["Conv3DNet"]), ("C", "Conv3DNetD2", ["Conv3DNetD2", "Conv3DNet"]),
+    ("W", "Conv3DNet", ["Conv3DNetW32", "Conv3DNetW64", "Conv3DNetW128", "Conv3DNetW256"]),
+    ("D", "Conv3DNetW32", ["Conv3DNetD1", "Conv3DNetD2", "Conv3DNetD3"]),
+    ("N", "Conv3DNetBN", ["Conv3DNetNN", "Conv3DNetBN", "Conv3DNetIN", "Conv3DNetGN"])])
+def test_conv3dnet_eval_pool(mode, model, expected):
+    assert get_eval_pool(mode, model) == expected
+    for name in expected:
+        assert isinstance(get_network(name, 1, 10, (16, 16, 16)), Conv3DNet)
+
+
+@pytest.mark.parametrize("mode", ["M", "A", "P"])
+def test_conv3dnet_eval_pool_undefined_modes(mode):
+    with pytest.raises(UserError) as info:
+        get_eval_pool(mode, "Conv3DNetW64")
+    message = str(info.value)
+    assert f"'{mode}'" in message and "voxel network 'Conv3DNetW64'" in message and "S, W, D, N, C" in message
     assert get_eval_pool(mode, "ConvNet")  # still defined for the image networks
