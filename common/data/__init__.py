@@ -8,30 +8,38 @@ the frames layout) caches the sampled clips on disk once as uint8 and memory-map
 from __future__ import annotations
 
 from ..errors import choice_error
-from . import images, video
+from . import images, video, voxels
 from .base import (DEFAULT_DATA_PATH, NO_DOWNLOAD_ENV, TRANSFORM_LEGACY_ZCA, TRANSFORM_NORMALISE, TRANSFORM_TEXT,
                    TRANSFORM_ZCA, ZCA_EPS, RealData, data_transform, recorded_transform, transform_mismatch)
 from .images import (DEBIAN_FASHION_MNIST, FASHION_MNIST_CLASSES, IMAGE_DATASETS, IMAGENET_SUBSET_INDICES,
                      IMAGENET_SUBSET_NAMES, IMAGENET_SUBSETS)
 from .video import VIDEO_DATASETS
+from .voxels import VOXEL_DATASETS
 
-DATASETS: tuple[str, ...] = IMAGE_DATASETS + VIDEO_DATASETS
+DATASETS: tuple[str, ...] = IMAGE_DATASETS + VIDEO_DATASETS + VOXEL_DATASETS
 
 
 def is_video(name: str) -> bool:
     return name in VIDEO_DATASETS
 
 
+def is_voxel(name: str) -> bool:
+    return name in VOXEL_DATASETS
+
+
 def get_dataset(name: str, data_path: str | None = None, res: int | None = None, subset: str | None = None,
-                zca: bool = False, **video_options) -> RealData:
+                zca: bool = False, **options) -> RealData:
     """Load dataset ``name`` from ``data_path`` (default ``data``).
 
     Images: ``res`` resizes to res x res (None: native size, 128 for ImageNet); ``subset`` picks the ImageNet
     subset; ``zca`` whitens the [0, 1] pixels as the original code (kornia, eps 0.1). Video: ``res`` is the side
-    of the square frames, and ``video_options`` are :func:`common.data.video.load`'s (frames, frame_gap, seed,
-    short_clips, cache_dir)."""
+    of the square frames, and ``options`` are :func:`common.data.video.load`'s (frames, frame_gap, seed,
+    short_clips, cache_dir). Voxels: ``res`` is the side of the cubic grid, and ``options`` are
+    :func:`common.data.voxels.load`'s (solid, cache_dir, progress, test_only)."""
     if name in IMAGE_DATASETS:
         return images.load(name, data_path, res, subset, zca)
     if name in VIDEO_DATASETS:
-        return video.load(name, data_path, res, zca=zca, **video_options)
-    raise choice_error("dataset", name, IMAGE_DATASETS + VIDEO_DATASETS)
+        return video.load(name, data_path, res, zca=zca, **options)
+    if name in VOXEL_DATASETS:
+        return voxels.load(name, data_path, res, zca=zca, **options)
+    raise choice_error("dataset", name, DATASETS)
