@@ -30,9 +30,18 @@ _VIDEO_DM = dict(Iteration=5000, eval_it=500, batch_real=64, num_eval=3, epoch_e
 # ours: DC and TM on clips (not in the originals) keep their objective's loop and take video's evaluation
 _VIDEO_OTHER = dict(num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4)
 _VIDEO_SETS = ("miniUCF101", "UCF101", "HMDB51", "MovingFashionMNIST")
+# Voxels (DDiF's 3D_Voxel/): no augmentation; DC 1,000 iterations, eval every 500, 300 evaluation epochs; DM 20,000,
+# every 2,000, 1,000 epochs; fields lr 1e-4. TM on voxels (ours) keeps its loop with DC's evaluation.
+_VOXEL_SETS = ("ModelNet10", "ModelNet40", "ShapeNet", "3DMNIST", "VoxelFashionMNIST")
+_VOXEL = {"DC": dict(Iteration=1000, eval_it=500, epoch_eval_train=300, dsa=False, lr_nf=1e-4),
+          "DM": dict(Iteration=20000, eval_it=2000, epoch_eval_train=1000, dsa=False, lr_nf=1e-4),
+          "TM": dict(epoch_eval_train=300, dsa=False, lr_nf=1e-4)}
 DATASET_ROWS: dict[tuple, dict] = {
     **{("DM", d): _VIDEO_DM for d in _VIDEO_SETS},
     **{(o, d): _VIDEO_OTHER for o in ("DC", "TM") for d in _VIDEO_SETS},
+    **{(o, d): row for o, row in _VOXEL.items() for d in _VOXEL_SETS},
+    # FreD's 3D-MNIST DM script: 1,000 iterations, eval every 200, 500 evaluation epochs
+    ("DM", "3DMNIST"): dict(_VOXEL["DM"], Iteration=1000, eval_it=200, epoch_eval_train=500),
 }
 
 # shared by every objective: the DDiF warm start and the evaluation networks' learning rate
@@ -58,6 +67,12 @@ _ARCH_ROWS = {
     ("UCF101", 112, 1): (3, 6, 40, 3, 5, 5), ("HMDB51", 112, 1): (3, 6, 40, 3, 5, 5),
     # ours: the same field with one output channel (8,401 parameters: 7 fields per class at ipc 1, 16x64x64)
     ("MovingFashionMNIST", 64, 1): (3, 6, 40, 1, 5, 5), ("MovingFashionMNIST", 64, 5): (3, 6, 40, 1, 5, 5),
+    # voxels 32^3, one output channel: 941 parameters -> 34 fields per class at ipc 1
+    ("ModelNet10", 32, 1): (3, 3, 20, 1, 30, 40), ("ModelNet40", 32, 1): (3, 3, 20, 1, 30, 40),
+    ("ShapeNet", 32, 1): (3, 3, 20, 1, 30, 40),
+    # ours: the offline voxel set takes ModelNet's field (at 16^3: 4 fields per class at ipc 1)
+    ("VoxelFashionMNIST", 32, 1): (3, 3, 20, 1, 30, 40), ("VoxelFashionMNIST", 16, 1): (3, 3, 20, 1, 30, 40),
+    ("3DMNIST", 16, 1): (3, 3, 20, 1, 30, 40),
     # ours: SVHN is CIFAR-10-shaped
     ("SVHN", 32, 1): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 10): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 50): (2, 2, 20, 3, 30, 10),
 }
@@ -97,10 +112,13 @@ ROWS: dict[tuple, dict] = {
     ("DM", "UCF101", 112, 1): dict(lr_img=30.0), ("DM", "HMDB51", 112, 1): dict(lr_img=30.0),
     # ours: Moving Fashion-MNIST takes the learning rates of the Fashion-MNIST DM rows (not tuned on clips)
     ("DM", "MovingFashionMNIST", 64, 1): dict(lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
+    # FreD's 3D-MNIST DM script (512 of 4,096 coefficients: 8 instances per class at ipc 1)
+    ("DM", "3DMNIST", 16, 1): dict(msz_per_channel=512, lr_freq=1e6, mom_freq=0.5),
 }
-# ours: FreD on clips (in neither paper) keeps frames*res*res // VIDEO_MSZ_FRACTION coefficients per channel when
-# --msz_per_channel is left at None, i.e. VIDEO_MSZ_FRACTION clips per class per ipc, at any frame count and size
-VIDEO_MSZ_FRACTION = 8
+# FreD on clips and voxel grids keeps prod(size) // MSZ_FRACTION_3D coefficients per channel when --msz_per_channel
+# is left at None (and no row sets it), i.e. MSZ_FRACTION_3D instances per class per ipc at any size: FreD's
+# 3D-MNIST script keeps 512 of 16^3 (1/8); on clips (in neither paper) ours
+MSZ_FRACTION_3D = 8
 # Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
 ARCH_FLAGS = _ARCH_KEYS
 

@@ -40,7 +40,9 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
                    help="video: clips too short for frames x gap are an error, or sampled with a smaller gap")
     g.add_argument("--clip_seed", type=int, default=0, help="video: the seed of the training clips' starts and flips")
-    g.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR, help="video: folder of the decoded-clip cache")
+    g.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR,
+                   help="video and voxels: folder of the decoded clips or voxel grids")
+    g.add_argument("--solid", action=Bool, default=False, help="voxels: fill the inside of each shape's surface")
     g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
     g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
     g.add_argument("--data_path", default="data")
@@ -92,7 +94,7 @@ def header_for(args, real, net) -> dict:
                 lr_teacher=args.lr_teacher, mom=args.mom, l2=args.l2, batch_train=args.batch_train,
                 dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed,
                 **({"frame_gap": args.frame_gap, "short_clips": args.short_clips, "clip_seed": args.clip_seed}
-                   if is_video(args.dataset) else {}))
+                   if is_video(args.dataset) else {}), **({"solid": args.solid} if args.solid else {}))
 
 
 def existing_experts(folder: str, header: dict) -> tuple[int, int]:

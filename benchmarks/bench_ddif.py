@@ -15,7 +15,8 @@ max_memory_allocated. Prints both times, their ratio (from this one run) and mem
 Video (miniUCF101-shaped, 16x112x112 clips, fields of 8,483 parameters): one field per class (the paper's
 dipc 1), and the budget-filled set (70 fields per class; on CPU one class of it, on a GPU all 50). There the loop
 back-propagates field by field (as the original's DM, which steps per class with one field each): keeping every
-field's activations at once would need tens of GB.
+field's activations at once would need tens of GB. Voxels (ModelNet10-shaped, 32^3 occupancy): 10 x 34 fields of
+941 parameters (`--configs modelnet10_ipc1`); the loop back-propagates field by field there too.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ CONFIGS = {  # name: (classes, channel, size, ipc, layer_size, num_layers, w0, w
     "ucf_dipc1": (50, 3, (16, 112, 112), 1, 40, 6, 5.0, 5.0, 1),
     "ucf_budget_1class": (1, 3, (16, 112, 112), 1, 40, 6, 5.0, 5.0, 0),
     "ucf_budget": (50, 3, (16, 112, 112), 1, 40, 6, 5.0, 5.0, 0),
+    "modelnet10_ipc1": (10, 1, (32, 32, 32), 1, 20, 3, 40.0, 30.0, 0),
 }
 IMAGE_CONFIGS = [c for c, v in CONFIGS.items() if len(v[2]) == 2]
 

@@ -10,8 +10,9 @@ from typing import Callable, Optional
 
 import hyper_params
 
-from .data import DATASETS, is_video
+from .data import DATASETS, is_video, is_voxel
 from .data.video import SHORT_CLIPS, VIDEO_SPECS
+from .data.voxels import VOXEL_SPECS
 from .errors import UserError, choice_error
 from .networks import EVAL_MODES, get_eval_pool, list_networks
 from .synsets import SYNSETS
@@ -34,6 +35,8 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
                    help="video: a clip shorter than (frames - 1) * frame_gap + 1 frames is an error, or is sampled "
                         "with a smaller gap as the original code does (shrink)")
+    g.add_argument("--solid", action=Bool, default=False,
+                   help="voxels: fill the inside of each shape's surface (default: surface occupancy, as the original)")
     g.add_argument("--clip_seed", type=int, default=0,
                    help="video: the seed of every training clip's start frame and flip (not --seed, so that runs and "
                         "experts with other seeds see the same clips and share one clip cache)")
@@ -136,6 +139,8 @@ class FrozenArgs(argparse.Namespace):
 def native_res(dataset: str) -> int:
     if dataset in VIDEO_SPECS:
         return VIDEO_SPECS[dataset].side
+    if dataset in VOXEL_SPECS:
+        return VOXEL_SPECS[dataset].res
     return {"FashionMNIST": 28, "MNIST": 28, "Tiny": 64, "ImageNet": 128}.get(dataset, 32)
 
 
@@ -177,11 +182,18 @@ def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callabl
         resolve_video_flags(values)
     needed = [k for k, v in values.items() if v is None and k not in ("subset", "exp_name", "n_train_per_class",
                                                                       "n_test", "frames", "frame_gap")]
-    if is_video(args.dataset) and "msz_per_channel" in needed:  # FreD on clips: a fraction of the clip
+    table_row = hyper_params.ROWS.get((objective, args.dataset, values["res"], args.ipc), {})
+    volume = is_video(args.dataset) or is_voxel(args.dataset)
+    if volume and "msz_per_channel" in needed and "msz_per_channel" not in table_row:
+        # FreD on clips and voxel grids: a fraction of the instance's coefficients
         needed.remove("msz_per_channel")
-        values["msz_per_channel"] = values["frames"] * values["res"] ** 2 // hyper_params.VIDEO_MSZ_FRACTION
-        log(f"FreD on clips: msz_per_channel={values['msz_per_channel']} (1/{hyper_params.VIDEO_MSZ_FRACTION} of "
-            f"the coefficients per channel of a {values['frames']}x{values['res']}x{values['res']} clip)")
+        size = (values["frames"] if is_video(args.dataset) else values["res"], values["res"], values["res"])
+        values["msz_per_channel"] = size[0] * size[1] * size[2] // hyper_params.MSZ_FRACTION_3D
+        log(f"FreD on {'clips' if is_video(args.dataset) else 'voxel grids'}: msz_per_channel="
+            f"{values['msz_per_channel']} (1/{hyper_params.MSZ_FRACTION_3D} of the coefficients per channel of a "
+            f"{'x'.join(map(str, size))} instance)")
+    if values.get("solid") and not is_voxel(args.dataset):
+        raise UserError(f"--solid fills voxel shapes; {args.dataset} holds {'clips' if volume else 'images'}")
     synset_only = {f for name, flags in SYNSET_FLAGS.items() if name != args.synset for f in flags}
     table, sources = hyper_params.defaults(objective, args.dataset, values["res"], args.ipc,
                                            needed=[k for k in needed if k not in synset_only])

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .args import synset_config
 from .augment import DSA
-from .data import RealData, get_dataset, is_video, transform_mismatch
+from .data import RealData, get_dataset, is_video, is_voxel, transform_mismatch
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool, get_network
@@ -31,12 +31,12 @@ from .utils import derive_seed, resolve_device, seed_everything
 
 # args that define an experiment: a resumed run must agree on them
 IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed",
-                 "model", "ipc", "dipc", "zca", "seed", "n_train_per_class", "batch_syn")
+                 "solid", "model", "ipc", "dipc", "zca", "seed", "n_train_per_class", "batch_syn")
 # what a checkpoint written before a key existed is taken to have had
-IDENTITY_DEFAULTS = {"short_clips": "error", "clip_seed": 0}
+IDENTITY_DEFAULTS = {"short_clips": "error", "clip_seed": 0, "solid": False}
 # of the real clips a set was initialised from, the checkpoints keep (and the grid shows) this many per class
 # (images: every one)
-SHOWN_PER_CLASS = {"video": 4}
+SHOWN_PER_CLASS = {"video": 4, "voxel": 10}
 
 
 @dataclass
@@ -54,7 +54,11 @@ class Context:
 
 
 def video_options(args) -> dict:
-    """get_dataset's clip-sampling options of a video dataset (none for images)."""
+    """get_dataset's options of a video dataset (clip sampling) or a voxel dataset (none for images)."""
+    if is_voxel(args.dataset):  # buffer.py names its cache folder; runs keep it next to the warm starts
+        cache_dir = getattr(args, "clip_cache", None) or os.path.join(getattr(args, "init_cache", None) or "cache",
+                                                                       "voxels")
+        return dict(solid=args.solid, cache_dir=cache_dir, progress=getattr(args, "progress", False))
     if not is_video(args.dataset):
         return {}
     if getattr(args, "clip_cache", None):  # buffer.py
@@ -75,14 +79,15 @@ def load_real(args) -> RealData:
 
 def meta(args, real: RealData) -> dict:
     """What eval.py needs to rebuild the data a synthetic set was distilled on."""
-    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed", "zca", "model", "data_path",
-            "ipc", "seed", "objective")
+    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed", "solid", "zca", "model",
+            "data_path", "ipc", "seed", "objective")
     return dict({k: getattr(args, k, None) for k in keys}, transform=real.transform)
 
 
 def shown(images: torch.Tensor, labels: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """What checkpoints keep of the real instances a set was initialised from: every image; of clips the first
-    few of each class in float16 (a budget-filled miniUCF101 set's would be 8.5 GB)."""
+    """What checkpoints keep of the real instances a set was initialised from: every image; of clips and voxel
+    grids the first few of each class, those the grid shows, in float16 (a budget-filled miniUCF101 set's would be
+    8.5 GB)."""
     if domain not in SHOWN_PER_CLASS:
         return images, labels
     keep = torch.cat([torch.nonzero(labels == c).flatten()[:SHOWN_PER_CLASS[domain]]

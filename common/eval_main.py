@@ -11,13 +11,13 @@ import re
 import torch
 
 from .augment import DSA
-from .data import get_dataset, is_video, transform_mismatch
+from .data import get_dataset, is_video, is_voxel, transform_mismatch
 from .data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
 from .distill import checkpoint_meta
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
-from .runlog import atomic_write_text, to_display, write_gif
+from .runlog import atomic_write_text, save_voxel_grid, to_display, write_gif
 from .synsets import load_synset, synset_from_payload, load_checkpoint
 from .utils import DEVICES, resolve_device
 
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="video: decode a DDiF set at this many frames (and test on clips of as many)")
     p.add_argument("--frame_gap", type=int, default=None, help="video: default: the checkpoint's")
     p.add_argument("--short_clips", choices=SHORT_CLIPS, default=None, help="video: default: the checkpoint's")
-    p.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR, help="video: folder of the decoded-clip cache")
+    p.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR,
+                   help="video: folder of the decoded-clip cache (voxels: its sibling voxels/)")
     p.add_argument("--shuffle_frames", action="store_true",
                    help="video: train on the synthetic clips with their frames in a random order (one permutation "
                         "per clip, from --seed): how much the set's motion matters")
@@ -88,7 +89,11 @@ def main(argv=None) -> dict:
                      short_clips=a.short_clips or meta.get("short_clips") or "error",
                      clip_seed=meta.get("clip_seed", 0), progress=a.progress, cache_dir=a.clip_cache,
                      test_only=not a.random_real)
-    elif a.frames or a.frame_gap or a.short_clips or a.shuffle_frames:
+    elif is_voxel(dataset):
+        video = dict(solid=meta.get("solid", False), cache_dir=os.path.join(os.path.dirname(a.clip_cache) or ".",
+                                                                            "voxels"),
+                     progress=a.progress, test_only=not a.random_real)
+    if not is_video(dataset) and (a.frames or a.frame_gap or a.short_clips or a.shuffle_frames):
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
                         f"images")
     real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
@@ -141,17 +146,22 @@ def shuffle_frames(clips, seed: int):
 
 def export(images, labels, real, folder: str) -> None:
     """One sub-folder per class ("{index:03d}_{name}"), one file per instance: a PNG per image, an animated GIF
-    per clip."""
+    per clip, a .npy grid (float16, as decoded) and a PNG of its three projections per voxel shape."""
+    import numpy as np
     from torchvision.utils import save_image
     x = to_display(images, real.mean, real.std, real.zca)
-    if x.dim() == 5 and real.domain != "video":
-        raise UserError(f"export is for images and clips; this set holds {real.domain} instances")
     for i, (inst, c) in enumerate(zip(x, labels.tolist())):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", real.class_names[c])
         d = os.path.join(folder, f"{c:03d}_{name}")
         os.makedirs(d, exist_ok=True)
-        if x.dim() == 5:
+        if real.domain == "video":
             write_gif(inst.transpose(0, 1), os.path.join(d, f"{i:05d}.gif"))
+            continue
+        if real.domain == "voxel":
+            tmp = os.path.join(d, f".tmp_{i:05d}.npy")
+            np.save(tmp, images[i, 0].detach().cpu().numpy().astype(np.float16))
+            os.replace(tmp, os.path.join(d, f"{i:05d}.npy"))
+            save_voxel_grid(inst[None], torch.tensor([c]), os.path.join(d, f"{i:05d}.png"), per_class=1)
             continue
         tmp = os.path.join(d, f".tmp_{i:05d}.png")
         save_image(inst, tmp, format="png")

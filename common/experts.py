@@ -36,8 +36,8 @@ RECIPE_KEYS = ("dataset", "subset", "res", "model", "zca", "transform", "num_par
                "mom", "l2", "batch_train", "dsa", "n_train_per_class")
 
 
-# video experts also record how their clips were sampled (the clip count is in im_size)
-VIDEO_RECIPE_KEYS = ("frame_gap", "short_clips", "clip_seed")
+# video experts also record how their clips were sampled (the clip count is in im_size), voxel ones a solid fill
+VIDEO_RECIPE_KEYS = ("frame_gap", "short_clips", "clip_seed", "solid")
 
 
 def file_name(n: int) -> str:
@@ -131,6 +131,8 @@ def buffer_command(args, train_epochs: Optional[int] = None) -> str:
     if getattr(args, "frames", None) is not None:  # video: the same clips
         cmd += ["--frames", str(args.frames), "--frame_gap", str(args.frame_gap), "--short_clips", args.short_clips,
                 "--clip_seed", str(args.clip_seed), "--no-dsa" if not args.dsa else "--dsa"]
+    if getattr(args, "solid", False):
+        cmd += ["--solid"]
     cmd += ["--model", args.model, "--zca" if args.zca else "--no-zca", "--buffer_path", args.buffer_path]
     if getattr(args, "data_path", "data") != "data":
         cmd += ["--data_path", args.data_path]

@@ -8,7 +8,8 @@ import os
 
 def dataset_tag(args) -> str:
     tag = args.dataset + (f"_{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
-    return tag + (f"_res{args.res}" if args.res not in (None, _native(args.dataset)) else "") + _clip_tag(args)
+    tag += f"_res{args.res}" if args.res not in (None, _native(args.dataset)) else ""
+    return tag + _clip_tag(args) + ("_solid" if getattr(args, "solid", False) else "")
 
 
 def _clip_tag(args) -> str:
@@ -37,7 +38,7 @@ def expert_dir(args) -> str:
     folder = args.dataset + (f"/{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
     if args.res not in (None, _native(args.dataset)):
         folder += f"_res{args.res}"
-    folder += _clip_tag(args)
+    folder += _clip_tag(args) + ("_solid" if getattr(args, "solid", False) else "")
     return os.path.join(args.buffer_path, folder + ("" if args.zca else "_NO_ZCA"), args.model)
 
 
@@ -50,6 +51,9 @@ def init_cache_path(args, synset_config: dict) -> str | None:
     key = dict(synset_config, dataset=args.dataset, subset=args.subset, res=args.res, zca=args.zca, seed=args.seed,
                n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION)
     if getattr(args, "frames", None) is not None:  # video: how the clips were sampled
-        key.update(frames=args.frames, frame_gap=args.frame_gap, short_clips=args.short_clips)
+        key.update(frames=args.frames, frame_gap=args.frame_gap, short_clips=args.short_clips,
+                   clip_seed=args.clip_seed)
+    if getattr(args, "solid", False):  # voxels: filled shapes
+        key.update(solid=True)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(args.init_cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")

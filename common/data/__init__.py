@@ -2,8 +2,9 @@
 
 ``images`` (Fashion-MNIST, MNIST, CIFAR-10/100, SVHN, Tiny-ImageNet, ImageNet subsets) loads whole sets into
 memory as normalised tensors; ``video`` (UCF101, miniUCF101, HMDB51 and the offline Moving Fashion-MNIST, all in
-the frames layout) caches the sampled clips on disk once as uint8 and memory-maps them. Every loader returns a
-:class:`RealData`.
+the frames layout) caches the sampled clips on disk once as uint8 and memory-maps them; ``voxels`` (ModelNet10/40,
+ShapeNet, 3D-MNIST and the offline Voxel Fashion-MNIST) voxelises point clouds and meshes once into a cache of
+occupancy grids. Every loader returns a :class:`RealData`.
 """
 from __future__ import annotations
 
@@ -33,8 +34,8 @@ def get_dataset(name: str, data_path: str | None = None, res: int | None = None,
 
     Images: ``res`` resizes to res x res (None: native size, 128 for ImageNet); ``subset`` picks the ImageNet
     subset; ``zca`` whitens the [0, 1] pixels as the original code (kornia, eps 0.1). Video: ``res`` is the side
-    of the square frames, and ``options`` are :func:`common.data.video.load`'s (frames, frame_gap, seed,
-    short_clips, cache_dir). Voxels: ``res`` is the side of the cubic grid, and ``options`` are
+    of the square frames, and ``options`` are :func:`common.data.video.load`'s (frames, frame_gap, clip_seed,
+    short_clips, cache_dir, progress, test_only). Voxels: ``res`` is the side of the cubic grid, and ``options`` are
     :func:`common.data.voxels.load`'s (solid, cache_dir, progress, test_only)."""
     if name in IMAGE_DATASETS:
         return images.load(name, data_path, res, subset, zca)

@@ -56,9 +56,9 @@ class RealData:
     1, so display code only undoes the whitening); labels int64. ``indices_class[c]`` indexes the train instances
     of class c (CPU LongTensors, also after :meth:`to`).
 
-    ``images_train``/``images_test`` are tensors, or, for video, :class:`~common.data.video.ClipArray`: uint8
-    clips memory-mapped from the on-disk cache and normalised when indexed (``x[idx]``, ``x[a:b]``), so a large
-    set never has to fit in memory as floats."""
+    ``images_train``/``images_test`` are tensors, or, for video and voxels, :class:`~common.data.video.ClipArray`:
+    uint8 clips or grids memory-mapped from the on-disk cache and normalised when indexed (``x[idx]``, ``x[a:b]``),
+    so a large set never has to fit in memory as floats."""
 
     name: str
     channel: int
@@ -73,7 +73,7 @@ class RealData:
     labels_test: Tensor = field(repr=False)
     indices_class: list[Tensor] = field(repr=False)
     zca: object | None = field(default=None, repr=False)
-    domain: str = "image"  # "image" or "video": what the instances are (how they are shown and exported)
+    domain: str = "image"  # "image", "video" or "voxel": what the instances are (how they are shown and exported)
 
     @property
     def transform(self) -> str:
