@@ -11,16 +11,13 @@ import shutil
 import time
 
 from common.cli import run_main
+from common.demo import flags, render_table, run_summary
 from common.eval_main import main as eval_main
 from common.runlog import atomic_write_text
 from DM.main_DM import main as dm_main
 
 DEMO = dict(Iteration=100, batch_real=32, epochs_init=2000, num_eval=2, epoch_eval_train=100, n_test=2000)
 SYNSETS = ("ddif", "fred", "pixel")
-
-
-def flags(d: dict) -> list:
-    return [x for k, v in d.items() for x in (f"--{k}", str(v))]
 
 
 def main(argv=None):
@@ -38,10 +35,7 @@ def main(argv=None):
         t = time.time()
         dm_main(common + ["--synset", s, "--exp_name", s])
         run = os.path.join(a.out, "DM", "FashionMNIST", s)
-        with open(os.path.join(run, "metrics.jsonl")) as f:
-            last = [json.loads(l) for l in f][-1]
-        with open(os.path.join(run, "config.json")) as f:
-            budget = json.load(f)["budget"]
+        last, budget = run_summary(run)
         rows.append(dict(method=f"{s} + DM", per_class=budget["per_class"], numbers=budget["used"],
                          acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
                          grid=os.path.join(run, "imgs", "syn_latest.png")))
@@ -64,12 +58,7 @@ def render(rows, seconds) -> str:
             f"(batch_real {DEMO['batch_real']}, DDiF warm start {DEMO['epochs_init']} steps); ConvNet evaluation: "
             f"{DEMO['num_eval']} networks x {DEMO['epoch_eval_train']} epochs, {DEMO['n_test']} test images; "
             f"total {seconds / 60:.1f} min")
-    lines = [head, "", "| method | instances/class | numbers stored | accuracy (%) | time (s) |",
-             "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['per_class']} | {r['numbers']} | {100 * r['acc_mean']:.2f} +- "
-                     f"{100 * r['acc_std']:.2f} | {r['seconds']:.0f} |")
-    return "\n".join(lines)
+    return render_table(head, rows)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from common.cli import run_main
 from common.data import moving_fmnist as mfm
+from common.demo import find_run, flags, render_table, run_summary
 from common.eval_main import main as eval_main
 from common.runlog import atomic_write_text
 from Video.main_DM import main as dm_main
@@ -29,13 +30,13 @@ PROTOCOLS = {
                 epoch_eval_train=60, n_test=300),
     "paper": dict(model="ConvNet3D", Iteration=5000, batch_real=64, epochs_init=5000, lr_nf_init=5e-4, num_eval=3,
                   epoch_eval_train=500, n_test=None),
+    # what the tests run: every step of the table, a few seconds each (48x48 frames: a small field fits)
+    "smoke": dict(model="ConvNet3DW32", Iteration=1, batch_real=4, epochs_init=2, lr_nf_init=5e-3, num_eval=1,
+                  epoch_eval_train=1, n_test=20, res=48, frames=8, dipc=1, layer_size=8, num_layers=2, dim_in=3,
+                  dim_out=1, w0_initial=5, w0=5),
 }
 SYNSETS = ("ddif", "fred", "pixel")
 DATASET = "MovingFashionMNIST"
-
-
-def flags(d: dict) -> list:
-    return [x for k, v in d.items() if v is not None for x in (f"--{k}", str(v))]
 
 
 def ensure_dataset(data_path: str) -> None:
@@ -63,11 +64,8 @@ def main(argv=None):
     for s in a.synsets:
         t = time.time()
         dm_main(base + ["--synset", s, "--exp_name", s])
-        run = os.path.join(a.out, "DM", DATASET, s)
-        with open(os.path.join(run, "metrics.jsonl")) as f:
-            last = [json.loads(line) for line in f][-1]
-        with open(os.path.join(run, "config.json")) as f:
-            budget = json.load(f)["budget"]
+        run = find_run(a.out, "DM", DATASET, s)
+        last, budget = run_summary(run)
         rows.append(dict(method=f"{s} + DM", per_class=budget["per_class"], numbers=budget["used"],
                          acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
                          gif=os.path.join(run, "imgs", "syn_latest.gif")))
@@ -79,10 +77,12 @@ def main(argv=None):
             rows.append(dict(method="ddif + DM, frames shuffled", per_class=budget["per_class"],
                              numbers=budget["used"], acc_mean=mean, acc_std=std, seconds=time.time() - t, gif=""))
     t = time.time()
+    size = {k: proto.get(k) for k in ("frames", "res")}
     res = eval_main(["--random_real", "--dataset", DATASET, "--ipc", "1", "--model", model, "--device", a.device,
-                     "--data_path", a.data_path, *flags(evaluation), "--no-progress"])
+                     "--data_path", a.data_path, *flags(size), *flags(evaluation), "--no-progress"])
     mean, std = res[model]
-    rows.append(dict(method="random real", per_class=1, numbers=16 * 64 * 64 * 10, acc_mean=mean, acc_std=std,
+    numbers = (size["frames"] or mfm.FRAMES) * (size["res"] or mfm.SIZE) ** 2 * 10
+    rows.append(dict(method="random real", per_class=1, numbers=numbers, acc_mean=mean, acc_std=std,
                      seconds=time.time() - t, gif=""))
     table = render(rows, a.protocol, model, proto, evaluation, time.time() - t_all)
     print("\n" + table)
@@ -97,12 +97,7 @@ def render(rows, protocol, model, proto, evaluation, seconds) -> str:
             f"warm start {proto['epochs_init']} steps at lr {proto['lr_nf_init']}); {model} evaluation: "
             f"{evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
             f"{evaluation['n_test'] or 'all'} test clips; total {seconds / 60:.1f} min")
-    lines = [head, "", "| method | instances/class | numbers stored | accuracy (%) | time (s) |",
-             "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['method']} | {r['per_class']} | {r['numbers']} | {100 * r['acc_mean']:.2f} +- "
-                     f"{100 * r['acc_std']:.2f} | {r['seconds']:.0f} |")
-    return "\n".join(lines)
+    return render_table(head, rows)
 
 
 if __name__ == "__main__":

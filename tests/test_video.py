@@ -275,3 +275,13 @@ def test_fred_on_clips_keeps_an_eighth_of_the_coefficients_by_default():
     a = resolve_args(build_parser("x").parse_args(["--dataset", "MovingFashionMNIST", "--synset", "fred",
                                                    "--msz_per_channel", "100"]), "TM", log=lambda m: None)
     assert a.msz_per_channel == 100 and a.frames == 16 and a.frame_gap == 1
+
+
+def test_the_video_demo_runs_every_row(tmp_path, mfm_root):
+    from Video.demo import main
+    main(["--protocol", "smoke", "--data_path", str(mfm_root), "--out", str(tmp_path / "demo"), "--device",
+          TEST_DEVICE])
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["ddif + DM", "ddif + DM, frames shuffled", "fred + DM", "pixel + DM",
+                                           "random real"]
+    assert "| ddif + DM, frames shuffled |" in (tmp_path / "demo" / "results.md").read_text()

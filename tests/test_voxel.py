@@ -160,3 +160,13 @@ def test_solid_is_for_voxels_only():
     with pytest.raises(UserError, match="--solid"):
         resolve_args(build_parser("x").parse_args(["--dataset", "FashionMNIST", "--solid"]), "DM",
                      log=lambda m: None)
+
+
+def test_the_voxel_demo_runs_every_row(tmp_path, vfm_root):
+    entry("demo").main(["--protocol", "smoke", "--data_path", str(vfm_root), "--out", str(tmp_path / "demo"),
+                        "--device", TEST_DEVICE])
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["method"] for r in rows] == [
+        "ddif + DC", "fred + DC", "pixel + DC", "ddif + DM", "fred + DM", "pixel + DM", "random real",
+        "random real at 32^3", "ddif + DM trained at 16^3, decoded at 32^3"]
+    assert rows[0]["per_class"] == 4 and rows[1]["per_class"] == 8 and rows[2]["per_class"] == 1

@@ -1,0 +1,39 @@
+"""What the demo scripts (DM/demo.py, Video/demo.py, 3D_Voxel/demo.py) share: flags from a dict, the summary
+of a finished run, and the markdown table they print."""
+from __future__ import annotations
+
+import json
+import os
+
+
+def flags(d: dict) -> list:
+    """{"Iteration": 100, "n_test": None} -> ["--Iteration", "100"] (None values left out)."""
+    return [x for k, v in d.items() if v is not None for x in (f"--{k}", str(v))]
+
+
+def find_run(save_path: str, objective: str, dataset: str, exp_name: str) -> str:
+    """The folder of run ``exp_name`` of ``objective`` on ``dataset`` (whatever its resolution tag)."""
+    import glob
+    found = sorted(glob.glob(os.path.join(save_path, objective, f"{dataset}*", exp_name)))
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one run folder {save_path}/{objective}/{dataset}*/{exp_name}, found {found}")
+    return found[0]
+
+
+def run_summary(run: str) -> tuple[dict, dict]:
+    """(the last metrics row, the budget) of the run folder ``run``."""
+    with open(os.path.join(run, "metrics.jsonl")) as f:
+        last = [json.loads(line) for line in f if line.strip()][-1]
+    with open(os.path.join(run, "config.json")) as f:
+        budget = json.load(f)["budget"]
+    return last, budget
+
+
+def render_table(head: str, rows: list[dict], accuracy: str = "accuracy (%)") -> str:
+    """``head``, then a markdown table of rows with method, per_class, numbers, acc_mean, acc_std, seconds."""
+    lines = [head, "", f"| method | instances/class | numbers stored | {accuracy} | time (s) |",
+             "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {r['per_class']} | {r['numbers']} | {100 * r['acc_mean']:.2f} +- "
+                     f"{100 * r['acc_std']:.2f} | {r['seconds']:.0f} |")
+    return "\n".join(lines)
