@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures this project lacks most, in one results file. On a CUDA machine, from anywhere:
 #
-#   bash benchmarks/gpu_suite.sh                        # every step, about 32 minutes
+#   bash benchmarks/gpu_suite.sh                        # every step, about 39 minutes
 #   bash benchmarks/gpu_suite.sh --only tests,bench     # some steps (a tool that limits one command to 10 minutes:
 #   bash benchmarks/gpu_suite.sh --only tm,fit,dm       #   run the steps in two or three calls, same --out)
 #   bash benchmarks/gpu_suite.sh --dry-run              # print the plan, run nothing (works without a GPU)
@@ -9,8 +9,9 @@
 # Steps (each under its own time limit; a step that fails or times out is reported and the next one runs):
 #   tests  the test suite, device-generic tests and end-to-end runs on CUDA (DD_TEST_DEVICE=cuda)
 #   bench  benchmarks/bench_ddif.py on CUDA: batched DDiF vs a loop of per-field SIREN modules (target >= x100)
-#   video  benchmarks/bench_ddif.py on CUDA for miniUCF101-shaped sets: one 8,483-parameter field per class (50) and
-#          the budget-filled set (50 x 70 fields), decode + backward + Adam step at 16x112x112
+#   3d     benchmarks/bench_ddif.py on CUDA for 3-D sets: miniUCF101-shaped video (one 8,483-parameter field per
+#          class, and the budget-filled 50 x 70 fields, at 16x112x112) and ModelNet10-shaped voxels (10 x 34 fields
+#          of 941 parameters at 32^3), decode + backward + Adam step
 #   tm     benchmarks/bench_tm_memory.py on CUDA: peak memory and time of one TM iteration at syn_steps 10-80,
 #          unroll vs recompute; then the largest syn_steps each method runs for CIFAR-100-shaped ipc 10
 #   fit    benchmarks/bench_fit.py: 1,000 fields of 963 parameters fitted to 1,000 128x128 targets for 1,000 Adam
@@ -25,7 +26,7 @@
 set -uo pipefail
 
 OUT=gpu_suite_results.md
-ONLY=tests,bench,video,tm,fit,dm
+ONLY=tests,bench,3d,tm,fit,dm
 DRY=0
 DM_MINUTES=8
 DATA_PATH=data
@@ -53,8 +54,8 @@ case "$DM_MINUTES" in
 esac
 for s in ${ONLY//,/ }; do
   case "$s" in
-    tests|bench|video|tm|fit|dm) ;;
-    *) echo "error: unknown step '$s' in --only (valid: tests, bench, video, tm, fit, dm)" >&2; exit 2 ;;
+    tests|bench|3d|tm|fit|dm) ;;
+    *) echo "error: unknown step '$s' in --only (valid: tests, bench, 3d, tm, fit, dm)" >&2; exit 2 ;;
   esac
 done
 
@@ -77,7 +78,8 @@ data=$(printf '%q' "$DATA_PATH")
 plan() {
   echo "tests|480|DD_TEST_DEVICE=cuda $py -m pytest -q -p no:cacheprovider"
   echo "bench|420|$py benchmarks/bench_ddif.py --device cuda"
-  echo "video|420|$py benchmarks/bench_ddif.py --device cuda --modes step --steps 2 --configs ucf_dipc1 ucf_budget"
+  echo "3d|420|$py benchmarks/bench_ddif.py --device cuda --modes step --steps 2 --configs ucf_dipc1 ucf_budget" \
+       "modelnet10_ipc1"
   echo "tm|420|$py benchmarks/bench_tm_memory.py --device cuda --cases fmnist_ipc1_ddif cifar10_ipc10_pixel" \
        "&& $py benchmarks/bench_tm_memory.py --device cuda --cases cifar100_ipc10_pixel --find_max --max_steps 640"
   echo "fit|300|$py benchmarks/bench_fit.py --device cuda --data_path $data --chunk_elements 0 16777216 4194304"
