@@ -112,6 +112,12 @@ ROWS: dict[tuple, dict] = {
     ("DM", "UCF101", 112, 1): dict(lr_img=30.0), ("DM", "HMDB51", 112, 1): dict(lr_img=30.0),
     # ours: Moving Fashion-MNIST takes the learning rates of the Fashion-MNIST DM rows (not tuned on clips)
     ("DM", "MovingFashionMNIST", 64, 1): dict(lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
+    # ours: Voxel Fashion-MNIST takes the learning rates of the Fashion-MNIST rows (FreD's DM 1e6 and DC 1e3 are
+    # for CIFAR-10 images; not tuned on voxels)
+    ("DC", "VoxelFashionMNIST", 16, 1): dict(lr_nf=1e-3, lr_freq=10.0),
+    ("DC", "VoxelFashionMNIST", 32, 1): dict(lr_nf=1e-3, lr_freq=10.0),
+    ("DM", "VoxelFashionMNIST", 16, 1): dict(lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
+    ("DM", "VoxelFashionMNIST", 32, 1): dict(lr_nf=1e-3, lr_img=1.0, lr_freq=1.0),
     # FreD's 3D-MNIST DM script (512 of 4,096 coefficients: 8 instances per class at ipc 1)
     ("DM", "3DMNIST", 16, 1): dict(msz_per_channel=512, lr_freq=1e6, mom_freq=0.5),
 }
