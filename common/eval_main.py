@@ -83,21 +83,20 @@ def main(argv=None) -> dict:
         overridden = a.zca is not None and a.zca != meta.get("zca", False)
         raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
                         f"would mean nothing ({'leave out --zca/--no-zca' if overridden else 'distil it again'})")
-    video = {}
+    options = {}  # how clips are sampled, how shapes are voxelised
     if is_video(dataset):
-        video = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
-                     short_clips=a.short_clips or meta.get("short_clips") or "error",
-                     clip_seed=meta.get("clip_seed", 0), progress=a.progress, cache_dir=a.clip_cache,
-                     test_only=not a.random_real)
+        options = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
+                       short_clips=a.short_clips or meta.get("short_clips") or "error",
+                       clip_seed=meta.get("clip_seed", 0), progress=a.progress, cache_dir=a.clip_cache,
+                       test_only=not a.random_real)
     elif is_voxel(dataset):
-        video = dict(solid=meta.get("solid", False), cache_dir=os.path.join(os.path.dirname(a.clip_cache) or ".",
-                                                                            "voxels"),
-                     progress=a.progress, test_only=not a.random_real)
+        options = dict(solid=meta.get("solid", False), progress=a.progress, test_only=not a.random_real,
+                       cache_dir=os.path.join(os.path.dirname(a.clip_cache) or ".", "voxels"))
     if not is_video(dataset) and (a.frames or a.frame_gap or a.short_clips or a.shuffle_frames):
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
-                        f"images")
+                        f"{'voxel grids' if is_voxel(dataset) else 'images'}")
     real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
-                       zca=zca, **video)
+                       zca=zca, **options)
     if a.n_test:
         real = real.restrict(None, a.n_test, seed=a.seed)
     if synset is not None:
