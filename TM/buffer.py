@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from common.args import Bool, FrozenArgs, resolve_video_flags, native_res
 from common.augment import DEFAULT_STRATEGY, DSA
 from common.cli import run_main
-from common.data import DATASETS, is_video, recorded_transform
+from common.data import DATASETS, is_video, is_voxel, recorded_transform
 from common.data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
 from common.distill import load_real
 from common.errors import UserError, choice_error
@@ -57,7 +57,7 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--l2", type=float, default=0.0, help="weight decay")
     g.add_argument("--batch_train", type=int, default=256)
     g.add_argument("--dsa", action=Bool, default=None,
-                   help="differentiable siamese augmentation (None: on for images, off for video)")
+                   help="differentiable siamese augmentation (None: on for images, off for video and voxels)")
     g.add_argument("--dsa_strategy", default=DEFAULT_STRATEGY)
     g.add_argument("--save_interval", type=int, default=10, help="experts per replay_buffer_{n}.pt")
     g = p.add_argument_group("run")
@@ -80,8 +80,10 @@ def resolve_buffer_args(a: argparse.Namespace) -> FrozenArgs:
     values = dict(vars(a))
     values["res"] = a.res or native_res(a.dataset)
     resolve_video_flags(values)
-    if values["dsa"] is None:
-        values["dsa"] = not is_video(a.dataset)
+    if values["dsa"] is None:  # as hyper_params.py: on for images, off for clips and voxel grids
+        values["dsa"] = not (is_video(a.dataset) or is_voxel(a.dataset))
+    if values["solid"] and not is_voxel(a.dataset):
+        raise UserError(f"--solid fills voxel shapes; {a.dataset} does not hold voxel grids")
     values["subset"] = a.subset if a.dataset == "ImageNet" else None
     return FrozenArgs(**values).freeze()
 

@@ -53,12 +53,18 @@ class Context:
     extras: dict = field(default_factory=dict)
 
 
+def voxel_cache_dir(args) -> str:
+    """The folder of cached voxel grids: ``voxels/`` next to the clip cache (buffer.py, eval.py: --clip_cache) or in
+    the warm-start folder (runs: --init_cache); with the defaults, cache/voxels for every script."""
+    if getattr(args, "clip_cache", None):
+        return os.path.join(os.path.dirname(os.path.normpath(args.clip_cache)) or ".", "voxels")
+    return os.path.join(getattr(args, "init_cache", None) or "cache", "voxels")
+
+
 def video_options(args) -> dict:
     """get_dataset's options of a video dataset (clip sampling) or a voxel dataset (none for images)."""
-    if is_voxel(args.dataset):  # buffer.py names its cache folder; runs keep it next to the warm starts
-        cache_dir = getattr(args, "clip_cache", None) or os.path.join(getattr(args, "init_cache", None) or "cache",
-                                                                       "voxels")
-        return dict(solid=args.solid, cache_dir=cache_dir, progress=getattr(args, "progress", False))
+    if is_voxel(args.dataset):
+        return dict(solid=args.solid, cache_dir=voxel_cache_dir(args), progress=getattr(args, "progress", False))
     if not is_video(args.dataset):
         return {}
     if getattr(args, "clip_cache", None):  # buffer.py

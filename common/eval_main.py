@@ -13,7 +13,7 @@ import torch
 from .augment import DSA
 from .data import get_dataset, is_video, is_voxel, transform_mismatch
 from .data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
-from .distill import checkpoint_meta
+from .distill import checkpoint_meta, voxel_cache_dir
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
@@ -53,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n_test", type=int, default=None, help="evaluate on only this many test images")
     p.add_argument("--device", default="auto", choices=DEVICES)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--export_dir", help="write the decoded set here as PNGs, one folder per class")
+    p.add_argument("--export_dir", help="write the decoded set here, one folder per class: PNGs (images), GIFs "
+                                        "(clips), .npy grids and projection PNGs (voxels)")
     p.add_argument("--no_eval", action="store_true", help="only export")
     p.add_argument("--json_out", help="also write the results as JSON here")
     p.add_argument("--progress", action=Bool, default=True)
@@ -76,13 +77,18 @@ def main(argv=None) -> dict:
     dataset = a.dataset or meta.get("dataset")
     if not dataset:
         raise UserError("the checkpoint does not name its dataset; pass --dataset")
-    model = a.model or meta.get("model", "ConvNet")
+    model = a.model or meta.get("model") or ("ConvNet3D" if is_video(dataset) else
+                                             "Conv3DNet" if is_voxel(dataset) else "ConvNet")
     res = a.res or meta.get("res")
     zca = meta.get("zca", False) if a.zca is None else a.zca
     if meta and (why := transform_mismatch(meta, zca)):
         overridden = a.zca is not None and a.zca != meta.get("zca", False)
         raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
                         f"would mean nothing ({'leave out --zca/--no-zca' if overridden else 'distil it again'})")
+    if synset is not None and not synset.any_resolution and (
+            (a.res and a.res != meta.get("res")) or (a.frames and a.frames != meta.get("frames"))):
+        raise UserError(f"a {synset.name} set decodes only at its own size {tuple(synset.im_size)}; --res and "
+                        f"--frames are for DDiF sets")
     options = {}  # how clips are sampled, how shapes are voxelised
     if is_video(dataset):
         options = dict(frames=a.frames or meta.get("frames"), frame_gap=a.frame_gap or meta.get("frame_gap"),
@@ -91,7 +97,7 @@ def main(argv=None) -> dict:
                        test_only=not a.random_real)
     elif is_voxel(dataset):
         options = dict(solid=meta.get("solid", False), progress=a.progress, test_only=not a.random_real,
-                       cache_dir=os.path.join(os.path.dirname(a.clip_cache) or ".", "voxels"))
+                       cache_dir=voxel_cache_dir(a))
     if not is_video(dataset) and (a.frames or a.frame_gap or a.short_clips or a.shuffle_frames):
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
                         f"{'voxel grids' if is_voxel(dataset) else 'images'}")
@@ -118,7 +124,8 @@ def main(argv=None) -> dict:
         what += ", frames shuffled"
     if a.export_dir:
         export(images, labels, real, a.export_dir)
-        print(f"exported {len(images)} {'clips' if real.domain == 'video' else 'images'} to {a.export_dir}")
+        print(f"exported {len(images)} {dict(video='clips', voxel='voxel grids').get(real.domain, 'images')} to "
+              f"{a.export_dir}")
     results = {}
     if not a.no_eval:
         lr = a.lr_net if a.lr_net is not None else meta.get("lr_net", 0.01)

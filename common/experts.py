@@ -130,9 +130,11 @@ def buffer_command(args, train_epochs: Optional[int] = None) -> str:
         cmd += ["--res", str(args.res)]
     if getattr(args, "frames", None) is not None:  # video: the same clips
         cmd += ["--frames", str(args.frames), "--frame_gap", str(args.frame_gap), "--short_clips", args.short_clips,
-                "--clip_seed", str(args.clip_seed), "--no-dsa" if not args.dsa else "--dsa"]
+                "--clip_seed", str(args.clip_seed)]
     if getattr(args, "solid", False):
         cmd += ["--solid"]
+    if getattr(args, "dsa", None) is not None:  # the run's augmentation (the script's default is the domain's)
+        cmd += ["--dsa" if args.dsa else "--no-dsa"]
     cmd += ["--model", args.model, "--zca" if args.zca else "--no-zca", "--buffer_path", args.buffer_path]
     if getattr(args, "data_path", "data") != "data":
         cmd += ["--data_path", args.data_path]
@@ -154,7 +156,7 @@ def _mismatch(header: dict, args, path: str, what: str) -> Optional[str]:
             return f"{what} {path} were {why}; build experts for this run with: {buffer_command(args)}"
     for key in VIDEO_RECIPE_KEYS:  # video: experts trained on other clips
         if key in header and header[key] != getattr(args, key, None):
-            return (f"{what} {path} were trained on clips sampled with --{key} {header[key]!r}, not "
+            return (f"{what} {path} were trained on data made with --{key} {header[key]!r}, not "
                     f"{getattr(args, key, None)!r}; build experts for this run with: {buffer_command(args)}")
     why = transform_mismatch(header, args.zca)
     if why:

@@ -56,7 +56,7 @@ from .video import ClipArray
 
 DEFAULT_CACHE_DIR = os.path.join("cache", "voxels")
 # part of every cache key: raise it when a change to reading or voxelising changes the cached grids
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: half-open bins on every axis (the shorter axes gained a voxel at their far face)
 OFF_POINTS = 10_000  # surface points sampled from every OFF mesh
 MNIST3D_SIDE = 16
 MNIST3D_KEYS = ("X_train", "y_train", "X_test", "y_test")
@@ -74,7 +74,7 @@ class VoxelSpec:
 
 
 _MODELNET_HINT = ("unzip the PointNet++ modelnet40_normal_resampled.zip into {data}/ (it holds ModelNet10 and 40), "
-                  "or the original Princeton {off}.zip (OFF meshes) into {data}/{off}/")
+                  "or the original Princeton {off}.zip (OFF meshes, whose top folder is {off}/) into {data}/")
 VOXEL_SPECS: dict[str, VoxelSpec] = {
     "ModelNet10": VoxelSpec("pointlist", "modelnet40_normal_resampled", "modelnet10", 32, "ModelNet10",
                             _MODELNET_HINT),
@@ -100,7 +100,8 @@ def voxelise(points, res: int, solid: bool = False) -> np.ndarray:
 
     The bounding box is centred in the grid and scaled by one factor, res / (its largest extent), so the shape
     spans the grid along its longest axis and keeps its aspect ratio; a voxel is occupied when a point falls in
-    it (floor of the scaled coordinate, clamped to [0, res - 1], so the far faces land in the last voxel). An axis
+    it (floor of the scaled coordinate; the bins are half-open on every axis, the scale a hair below res / extent,
+    so the far face of the longest axis lands in the last voxel and a shorter axis spans exactly its share). An axis
     of zero extent lands in the middle slice (res // 2); a single point in the middle voxel. Non-finite points
     are dropped. ``solid`` fills the interior the surface shell encloses (:func:`fill_solid`)."""
     res = int(res)
@@ -116,7 +117,7 @@ def voxelise(points, res: int, solid: bool = False) -> np.ndarray:
         return grid
     lo, hi = p.min(axis=0), p.max(axis=0)
     extent = float((hi - lo).max())
-    scale = res / extent if extent > 0 else 0.0
+    scale = res * (1 - 1e-9) / extent if extent > 0 else 0.0
     q = (p - (lo + hi) / 2) * scale + res / 2
     idx = np.clip(np.floor(q), 0, res - 1).astype(np.intp)
     grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
