@@ -133,7 +133,9 @@ def buffer_command(args, train_epochs: Optional[int] = None) -> str:
                 "--clip_seed", str(args.clip_seed)]
     if getattr(args, "solid", False):
         cmd += ["--solid"]
-    if getattr(args, "dsa", None) is not None:  # the run's augmentation (the script's default is the domain's)
+    from .data import is_video, is_voxel
+    domain_dsa = not (is_video(args.dataset) or is_voxel(args.dataset))  # buffer.py's default
+    if getattr(args, "dsa", None) is not None and args.dsa != domain_dsa:  # the run's augmentation
         cmd += ["--dsa" if args.dsa else "--no-dsa"]
     cmd += ["--model", args.model, "--zca" if args.zca else "--no-zca", "--buffer_path", args.buffer_path]
     if getattr(args, "data_path", "data") != "data":
