@@ -94,16 +94,20 @@ def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfi
 
 
 def evaluate_synset(model: str, images: Tensor, labels: Tensor, real, cfg: EvalConfig, tag=0) -> list[float]:
-    """Test accuracies of ``cfg.num_eval`` fresh ``model`` networks trained on (images, labels)."""
+    """Test accuracies of ``cfg.num_eval`` fresh ``model`` networks trained on (images, labels). Under torchrun
+    the networks are split over the processes (network k on rank k % world size, its seeds unchanged) and the
+    accuracies gathered, so every rank returns the list one process would."""
+    from . import dist
     accs = []
     im_size = tuple(images.shape[2:])
-    for k in tqdm(range(cfg.num_eval), desc=f"eval {model}", leave=False, disable=not cfg.progress):
+    mine = dist.shard(range(cfg.num_eval))
+    for k in tqdm(mine, desc=f"eval {model}", leave=False, disable=not cfg.progress or not dist.is_main()):
         seed = derive_seed(cfg.seed, "eval", tag, model, k)
         torch.manual_seed(seed)
         net = get_network(model, images.shape[1], real.num_classes, im_size)
         train_network(net, images, labels, cfg, seed)
-        accs.append(test_accuracy(net, real.images_test, real.labels_test))
-    return accs
+        accs.append((k, test_accuracy(net, real.images_test, real.labels_test)))
+    return [acc for _, acc in sorted(pair for part in dist.gather_objects(accs) for pair in part)]
 
 
 def summarize(accs: Sequence[float]) -> tuple[float, float]:

@@ -1,0 +1,48 @@
+"""torch.distributed with gloo, 2 processes on this CPU (torchrun): the shared helpers of common/dist.py and the
+evaluation split over ranks, each against its 1-process result."""
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from common import dist
+from tests.helpers import REPO, needs_fmnist
+
+
+def test_single_process_helpers_are_no_ops():
+    assert dist.world_size() == 1 and dist.rank() == 0 and dist.is_main()
+    assert dist.shard(range(5)) == [0, 1, 2, 3, 4]
+    assert dist.shard(range(5), r=1, n=2) == [1, 3] and dist.shard(range(5), r=0, n=2) == [0, 2, 4]
+    assert dist.gather_objects({"a": 1}) == [{"a": 1}]
+    dist.barrier()
+
+
+def torchrun(n: int, *args, timeout=300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "tests/dist_worker.py", *map(str, args)]
+    env = {"OMP_NUM_THREADS": "1", "DD_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@needs_fmnist
+def test_evaluation_split_over_two_processes_equals_one_process(tmp_path):
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    r1 = torchrun(1, one)
+    assert r1.returncode == 0, r1.stderr[-2000:]
+    r2 = torchrun(2, two)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    a, b = json.loads(one.read_text()), json.loads(two.read_text())
+    assert a["world"] == 1 and b["world"] == 2 and len(b["accs"]) == 3
+    assert a["accs"] == b["accs"]  # network k has the same seeds on whichever rank trains it
+
+
+@needs_fmnist
+def test_an_error_on_rank_1_ends_both_processes_with_its_message(tmp_path):
+    t = time.time()
+    r = torchrun(2, tmp_path / "x.json", "fail", timeout=120)
+    assert r.returncode != 0
+    assert "rank 1 failed on purpose" in r.stderr
+    assert time.time() - t < 90
+    assert not (tmp_path / "x.json").exists()
