@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from common.args import Bool, FrozenArgs, resolve_video_flags, native_res
 from common.augment import DEFAULT_STRATEGY, DSA
+from common import dist
 from common.cli import run_main
 from common.data import DATASETS, is_video, is_voxel, recorded_transform
 from common.data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
@@ -118,53 +119,66 @@ def existing_experts(folder: str, header: dict) -> tuple[int, int]:
 
 
 def main(argv=None) -> str:
+    """Train the experts; under torchrun every process trains its share of the files (file j of this build on
+    rank j % world size, each expert seeded by --seed and its index as always), so the files are those one
+    process writes; only rank 0 writes log.txt."""
     args = resolve_buffer_args(add_buffer_args(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)).parse_args(argv))
     device = resolve_device(args.device)
+    if dist.launched() and device.type == "cuda":
+        device = dist.local_device("cuda")
+    dist.init(device)
     folder = expert_dir(args)
     real = load_real(args).to(device)
     header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
     done, next_file = existing_experts(folder, header)
     os.makedirs(folder, exist_ok=True)
+    dist.barrier()  # every rank has read the folder before any writes to it
 
     def log(msg: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
-        tqdm.write(line)
-        with open(os.path.join(folder, "log.txt"), "a") as f:
-            f.write(line + "\n")
+        tqdm.write(line if dist.world_size() == 1 else f"[rank {dist.rank()}] {line}")
+        if dist.is_main():
+            with open(os.path.join(folder, "log.txt"), "a") as f:
+                f.write(line + "\n")
 
     if done >= args.num_experts:
         log(f"{folder} already holds {done} experts (>= --num_experts {args.num_experts}); nothing to do")
         return folder
     log(f"training experts {done}..{args.num_experts - 1} of {args.model} on {args.dataset} "
         f"({len(real.labels_train)} images, {args.train_epochs} epochs, lr {args.lr_teacher}, "
-        f"{header['num_params']} parameters) into {folder}" + (f"; keeping {done} from earlier runs" if done else ""))
+        f"{header['num_params']} parameters) into {folder}" + (f"; keeping {done} from earlier runs" if done else "")
+        + (f"; {dist.world_size()} processes" if dist.world_size() > 1 else ""))
     dsa = DSA(args.dsa_strategy) if args.dsa else None
-    bar = tqdm(total=(args.num_experts - done) * args.train_epochs, desc="experts", disable=not args.progress,
-               mininterval=1)
-    trajectories, indices, accs = [], [], []
-    for i in range(done, args.num_experts):
-        t = time.time()
+    # the experts of this build, one file per save_interval of them; this rank's files
+    files = [list(range(s, min(s + args.save_interval, args.num_experts)))
+             for s in range(done, args.num_experts, args.save_interval)]
+    mine = dist.shard(list(enumerate(files)))
+    bar = tqdm(total=sum(len(f) for _, f in mine) * args.train_epochs, desc="experts",
+               disable=not args.progress or not dist.is_main(), mininterval=1)
+    skipped = 0  # one process: file numbers taken meanwhile by another run are skipped
+    for j, experts in mine:
+        trajectories, accs = [], []
+        for i in experts:
+            t = time.time()
 
-        def on_epoch(epoch, acc, i=i):
-            bar.update(1)
-            bar.set_postfix(expert=i, epoch=epoch + 1, test_acc=f"{100 * acc:.1f}%")
+            def on_epoch(epoch, acc, i=i):
+                bar.update(1)
+                bar.set_postfix(expert=i, epoch=epoch + 1, test_acc=f"{100 * acc:.1f}%")
 
-        traj, acc = train_expert(args.model, real, args.train_epochs, args.lr_teacher, args.mom, args.l2,
-                                 args.batch_train, dsa, derive_seed(args.seed, "expert", i), device, on_epoch)
-        trajectories.append(traj)
-        indices.append(i)
-        accs.append(acc)
-        log(f"expert {i}: test accuracy {100 * acc:.2f}% after {args.train_epochs} epochs ({time.time() - t:.0f}s)")
-        if len(trajectories) == args.save_interval or i == args.num_experts - 1:
-            while os.path.exists(os.path.join(folder, file_name(next_file))):  # written meanwhile by another run
-                next_file += 1
-            path = os.path.join(folder, file_name(next_file))
-            save_expert_file(path, header, trajectories, indices, accs)
-            log(f"saved {path} (experts {indices[0]}..{indices[-1]})")
-            trajectories, indices, accs = [], [], []
-            next_file += 1
+            traj, acc = train_expert(args.model, real, args.train_epochs, args.lr_teacher, args.mom, args.l2,
+                                     args.batch_train, dsa, derive_seed(args.seed, "expert", i), device, on_epoch)
+            trajectories.append(traj)
+            accs.append(acc)
+            log(f"expert {i}: test accuracy {100 * acc:.2f}% after {args.train_epochs} epochs "
+                f"({time.time() - t:.0f}s)")
+        while dist.world_size() == 1 and os.path.exists(os.path.join(folder, file_name(next_file + j + skipped))):
+            skipped += 1
+        path = os.path.join(folder, file_name(next_file + j + skipped))
+        save_expert_file(path, header, trajectories, experts, accs)
+        log(f"saved {path} (experts {experts[0]}..{experts[-1]})")
     bar.close()
+    dist.barrier()  # every file is written when any rank returns
     return folder
 
 

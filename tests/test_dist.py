@@ -46,3 +46,33 @@ def test_an_error_on_rank_1_ends_both_processes_with_its_message(tmp_path):
     assert "rank 1 failed on purpose" in r.stderr
     assert time.time() - t < 90
     assert not (tmp_path / "x.json").exists()
+
+
+def torchrun_script(n: int, script: str, *args, timeout=300) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", script,
+           *map(str, args)]
+    env = {"OMP_NUM_THREADS": "1", "DD_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@needs_fmnist
+def test_two_processes_build_the_expert_files_one_process_builds(tmp_path):
+    import torch
+    from common.experts import numbered_files, read_expert_file
+    flags = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--no-zca", "--n_train_per_class", "20",
+             "--n_test", "100", "--num_experts", "5", "--train_epochs", "2", "--save_interval", "2", "--device", "cpu",
+             "--no-progress", "--clip_cache", str(tmp_path / "clips")]
+    folders = {}
+    for n in (1, 2):
+        r = torchrun_script(n, "TM/buffer.py", *flags, "--buffer_path", tmp_path / f"b{n}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        folders[n] = next((tmp_path / f"b{n}").rglob("replay_buffer_0.pt")).parent
+    files = {n: numbered_files(str(f)) for n, f in folders.items()}
+    assert [k for k, _ in files[1]] == [k for k, _ in files[2]] == [0, 1, 2]  # experts 0-1, 2-3, 4
+    for (_, a), (_, b) in zip(files[1], files[2]):
+        fa, fb = read_expert_file(a), read_expert_file(b)
+        assert fa["expert_indices"] == fb["expert_indices"]
+        for ta, tb in zip(fa["trajectories"], fb["trajectories"]):
+            assert torch.equal(ta, tb)
+    log = (folders[2] / "log.txt").read_text()  # rank 0's log only: its own experts, once
+    assert log.count("training experts 0..4") == 1 and "2 processes" in log
