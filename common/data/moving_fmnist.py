@@ -38,8 +38,6 @@ import io
 import math
 import os
 import re
-import secrets
-import shutil
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +47,9 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
-from .images import FASHION_MNIST_CLASSES, _read_fashion_mnist
+from . import offline
+from .images import FASHION_MNIST_CLASSES
+from .offline import GARMENT, NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_sources, refuse_existing
 
 NAME = "MovingFashionMNIST"
 CSV_NAME = "movingfmnist_splits.csv"
@@ -58,10 +57,7 @@ FRAMES_DIR = "jpegs_112"  # UCF101's folder name, kept so that the layout is exa
 CSV_HEADER = ("folder_name", "label", "split")
 SIZE = 64
 FRAMES = 16
-GARMENT = 28  # side of a Fashion-MNIST image
 SPEED = (2.0, 5.0)  # px per frame, drawn uniformly
-SPLITS = ("train", "test")
-NUM_CLASSES = len(FASHION_MNIST_CLASSES)
 
 # first word of every SeedSequence, so that the generators of different purposes never share a seed
 _SEED_SOURCES = 1
@@ -148,40 +144,13 @@ def clip_rng(seed: int, split: str, c: int, i: int) -> np.random.Generator:
 
 
 def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str) -> np.ndarray:
-    """(num_classes, per_class) indices into the images of ``split`` whose labels are ``labels``: for each class,
-    ``per_class`` distinct images of that class, a random prefix of a permutation seeded with (seed, split,
-    class). Raises :class:`UserError` when a class has fewer images."""
-    labels = np.asarray(labels)
-    out = np.empty((NUM_CLASSES, per_class), np.int64)
-    for c in range(NUM_CLASSES):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < per_class:
-            raise UserError(f"--{split}_per_class {per_class} is more than the {len(idx)} {split} images of "
-                            f"Fashion-MNIST class {c} ({FASHION_MNIST_CLASSES[c]})")
-        rng = np.random.default_rng(np.random.SeedSequence([_SEED_SOURCES, seed, SPLITS.index(split), c]))
-        out[c] = idx[rng.permutation(len(idx))[:per_class]]
-    return out
+    """(num_classes, per_class) distinct source images per class of ``split``, seeded with (seed, split, class)
+    (:func:`common.data.offline.choose_sources`, this dataset's stream)."""
+    return offline.choose_sources(labels, per_class, seed, split, _SEED_SOURCES)
 
 
 # --------------------------------------------------------------------------------------------------------
 # the dataset on disk
-
-class SourceImages(NamedTuple):
-    """Fashion-MNIST as numpy: uint8 (N, 28, 28) images and int64 labels per split."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
-
-
-def load_sources(data_path: str | os.PathLike = "data") -> SourceImages:
-    """The real Fashion-MNIST (``<data_path>/FashionMNIST/raw``, else the Debian folder)."""
-    raw = _read_fashion_mnist(Path(data_path), None, (GARMENT, GARMENT))
-    return SourceImages(raw.x_train[:, 0].numpy(), raw.y_train.numpy(), raw.x_test[:, 0].numpy(), raw.y_test.numpy())
-
 
 class _Job(NamedTuple):
     split: str
@@ -208,12 +177,6 @@ def _write_clip(root: Path, job: _Job, images: np.ndarray, seed: int, size: int,
     return int(flat.sum()), int(flat @ flat)
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", train_per_class: int = 100,
           test_per_class: int = 50, seed: int = 0, frames: int = FRAMES, size: int = SIZE, overwrite: bool = False,
           progress: bool = True, workers: int | None = None) -> Path:
@@ -222,16 +185,15 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
     split; ``frames`` frames of ``size`` x ``size``. The same arguments give byte-identical files. An existing
     dataset is replaced only with ``overwrite``. Prints where it wrote, the counts, and the mean and std of the
     train pixels in [0, 1]. ``workers``: threads writing clips (default: the CPU count, at most 8)."""
-    train_per_class = _check_int("--train_per_class", train_per_class, 1)
-    test_per_class = _check_int("--test_per_class", test_per_class, 1)
-    frames = _check_int("--frames", frames, 1)
-    size = _check_int("--size", size, GARMENT)
-    seed = _check_int("--seed", seed, 0)
-    workers = _check_int("workers", workers, 1) if workers is not None else min(8, os.cpu_count() or 1)
+    train_per_class = check_int("--train_per_class", train_per_class, 1)
+    test_per_class = check_int("--test_per_class", test_per_class, 1)
+    frames = check_int("--frames", frames, 1)
+    size = check_int("--size", size, GARMENT)
+    seed = check_int("--seed", seed, 0)
+    workers = check_int("workers", workers, 1) if workers is not None else min(8, os.cpu_count() or 1)
     out_root = Path(out_root)
     target = out_root / NAME
-    if target.exists() and not overwrite:
-        raise UserError(f"{target} already exists; pass --overwrite to replace it")
+    refuse_existing(target, overwrite)
 
     started = time.perf_counter()
     src = load_sources(data_path)
@@ -241,23 +203,13 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
             for c, row in enumerate(choose_sources(src.split(split)[1], per_class[split], seed, split))
             for i, s in enumerate(row)]
 
-    try:
-        out_root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the output folder {out_root}: {e.strerror}") from e
-    partial = out_root / f".{NAME}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    partial.mkdir()
-    try:
+    with offline.atomic_folder(out_root, NAME, overwrite) as partial:
         (partial / FRAMES_DIR).mkdir()
         total, total_sq, n_train = _write_clips(partial, jobs, src, seed, size, frames, workers, progress)
         with open(partial / CSV_NAME, "w", newline="") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(CSV_HEADER)
             writer.writerows((folder_name(j.c, j.split, j.i), class_label(j.c), j.split) for j in jobs)
-        _move_into_place(partial, target, overwrite)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
     n_pixels = n_train * frames * size * size
     mean = total / n_pixels / 255
@@ -289,34 +241,11 @@ def _write_clips(root: Path, jobs: list[_Job], src: SourceImages, seed: int, siz
     return total, total_sq, n_train
 
 
-def _move_into_place(partial: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished ``partial`` folder to ``target``; an existing target is moved aside first and removed
-    only once the new dataset is in place."""
-    if not target.exists():
-        partial.rename(target)
-        return
-    if not overwrite:  # appeared while we were building
-        raise UserError(f"{target} already exists; pass --overwrite to replace it")
-    old = target.with_name(f".{NAME}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    target.rename(old)
-    try:
-        partial.rename(target)
-    except BaseException:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------------------------------------
 # command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # a bad flag is a UserError: one line and exit status 2 (run_main)
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m common.data.moving_fmnist",
+    p = Parser(prog="python -m common.data.moving_fmnist",
                 description="Write Moving Fashion-MNIST (an offline UCF101 stand-in) in the UCF101 frames layout.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data_path", default="data", help="where Fashion-MNIST is (also looks in the Debian path)")

@@ -43,8 +43,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import secrets
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -52,19 +50,17 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import UserError
-from .images import FASHION_MNIST_CLASSES, _read_fashion_mnist
+from . import offline
+from .images import FASHION_MNIST_CLASSES
+from .offline import NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_sources, refuse_existing
 
 NAME = "VoxelFashionMNIST"
 PREFIX = "voxelfmnist"
 SHAPE_NAMES = f"{PREFIX}_shape_names.txt"
-SPLITS = ("train", "test")
 POINTS = 2048
-GARMENT = 28  # side of a Fashion-MNIST image
 THRESHOLD = 0.1  # a pixel is part of the silhouette when its intensity is above THRESHOLD * 255
 MIN_THICKNESS = 1.0  # z extent (in pixel units) of a column of intensity 0 ...
 MAX_THICKNESS = 8.0  # ... and of intensity 255, linear in between
-NUM_CLASSES = len(FASHION_MNIST_CLASSES)
 
 # first word of every SeedSequence, so that the generators of different purposes never share a seed (and never
 # those of moving_fmnist, whose words are 1 and 2)
@@ -208,40 +204,13 @@ def shape_rng(seed: int, split: str, c: int, i: int) -> np.random.Generator:
 
 
 def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str) -> np.ndarray:
-    """(num_classes, per_class) indices into the images of ``split`` whose labels are ``labels``: for each class,
-    ``per_class`` distinct images of that class, a random prefix of a permutation seeded with (seed, split,
-    class). Raises :class:`UserError` when a class has fewer images."""
-    labels = np.asarray(labels)
-    out = np.empty((NUM_CLASSES, per_class), np.int64)
-    for c in range(NUM_CLASSES):
-        idx = np.flatnonzero(labels == c)
-        if len(idx) < per_class:
-            raise UserError(f"--{split}_per_class {per_class} is more than the {len(idx)} {split} images of "
-                            f"Fashion-MNIST class {c} ({FASHION_MNIST_CLASSES[c]})")
-        rng = np.random.default_rng(np.random.SeedSequence([_SEED_SOURCES, seed, SPLITS.index(split), c]))
-        out[c] = idx[rng.permutation(len(idx))[:per_class]]
-    return out
+    """(num_classes, per_class) distinct source images per class of ``split``, seeded with (seed, split, class)
+    (:func:`common.data.offline.choose_sources`, this dataset's stream)."""
+    return offline.choose_sources(labels, per_class, seed, split, _SEED_SOURCES)
 
 
 # --------------------------------------------------------------------------------------------------------
 # the dataset on disk
-
-class SourceImages(NamedTuple):
-    """Fashion-MNIST as numpy: uint8 (N, 28, 28) images and int64 labels per split."""
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    def split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return (self.x_train, self.y_train) if split == "train" else (self.x_test, self.y_test)
-
-
-def load_sources(data_path: str | os.PathLike = "data") -> SourceImages:
-    """The real Fashion-MNIST (``<data_path>/FashionMNIST/raw``, else the Debian folder)."""
-    raw = _read_fashion_mnist(Path(data_path), None, (GARMENT, GARMENT))
-    return SourceImages(raw.x_train[:, 0].numpy(), raw.y_train.numpy(), raw.x_test[:, 0].numpy(), raw.y_test.numpy())
-
 
 class Shape(NamedTuple):
     """One shape to write: shape ``i`` of class ``c`` in ``split``, made from image ``source`` of that split."""
@@ -270,12 +239,6 @@ def _save_points(points: np.ndarray, path: Path) -> None:
     path.write_bytes(format_points(points).encode("ascii"))
 
 
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", train_per_class: int = 100,
           test_per_class: int = 50, seed: int = 0, points: int = POINTS, overwrite: bool = False,
           progress: bool = True) -> Path:
@@ -283,34 +246,23 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
     return that folder. ``train_per_class``/``test_per_class`` shapes per class from Fashion-MNIST's train/test
     split, ``points`` points each. The same arguments give byte-identical files. An existing dataset is replaced
     only with ``overwrite``. Prints where it wrote and the counts."""
-    train_per_class = _check_int("--train_per_class", train_per_class, 1)
-    test_per_class = _check_int("--test_per_class", test_per_class, 1)
-    points = _check_int("--points", points, 1)
-    seed = _check_int("--seed", seed, 0)
+    train_per_class = check_int("--train_per_class", train_per_class, 1)
+    test_per_class = check_int("--test_per_class", test_per_class, 1)
+    points = check_int("--points", points, 1)
+    seed = check_int("--seed", seed, 0)
     out_root = Path(out_root)
     target = out_root / NAME
-    if target.exists() and not overwrite:
-        raise UserError(f"{target} already exists; pass --overwrite to replace it")
+    refuse_existing(target, overwrite)
 
     started = time.perf_counter()
     src = load_sources(data_path)
     shapes = plan(src, train_per_class, test_per_class, seed)
 
-    try:
-        out_root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create the output folder {out_root}: {e.strerror}") from e
-    partial = out_root / f".{NAME}.partial-{os.getpid()}-{secrets.token_hex(4)}"
-    partial.mkdir()
-    try:
+    with offline.atomic_folder(out_root, NAME, overwrite) as partial:
         _write_shapes(partial, shapes, src, seed, points, progress)
         (partial / SHAPE_NAMES).write_text("".join(f"{class_name(c)}\n" for c in range(NUM_CLASSES)))
         for split in SPLITS:
             (partial / list_name(split)).write_text("".join(f"{s.id}\n" for s in shapes if s.split == split))
-        _move_into_place(partial, target, overwrite)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
 
     n_train = sum(s.split == "train" for s in shapes)
     print(f"wrote {target}: {n_train} train + {len(shapes) - n_train} test shapes ({NUM_CLASSES} classes, "
@@ -330,34 +282,11 @@ def _write_shapes(root: Path, shapes: list[Shape], src: SourceImages, seed: int,
         _save_points(cloud, root / class_name(s.c) / f"{s.id}.txt")
 
 
-def _move_into_place(partial: Path, target: Path, overwrite: bool) -> None:
-    """Rename the finished ``partial`` folder to ``target``; an existing target is moved aside first and removed
-    only once the new dataset is in place."""
-    if not target.exists():
-        partial.rename(target)
-        return
-    if not overwrite:  # appeared while we were building
-        raise UserError(f"{target} already exists; pass --overwrite to replace it")
-    old = target.with_name(f".{NAME}.old-{os.getpid()}-{secrets.token_hex(4)}")
-    target.rename(old)
-    try:
-        partial.rename(target)
-    except BaseException:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 # --------------------------------------------------------------------------------------------------------
 # command line
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # a bad flag is a UserError: one line and exit status 2 (run_main)
-        raise UserError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m common.data.voxel_fmnist",
+    p = Parser(prog="python -m common.data.voxel_fmnist",
                 description="Write Voxel Fashion-MNIST (an offline ModelNet stand-in) in the ModelNet point-cloud "
                             "layout (modelnet40_normal_resampled).",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
