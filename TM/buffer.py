@@ -28,7 +28,7 @@ from common.experts import (RECIPE_KEYS, VIDEO_RECIPE_KEYS, ParamLayout, file_na
                             save_expert_file, train_expert)
 from common.networks import get_network, list_networks
 from common.paths import expert_dir
-from common.utils import DEVICES, derive_seed, resolve_device
+from common.utils import DEVICES, derive_seed
 
 
 def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -124,12 +124,10 @@ def main(argv=None) -> str:
     process writes; only rank 0 writes log.txt."""
     args = resolve_buffer_args(add_buffer_args(argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)).parse_args(argv))
-    device = resolve_device(args.device)
-    if dist.launched() and device.type == "cuda":
-        device = dist.local_device("cuda")
-    dist.init(device)
+    device = dist.setup(args.device)
     folder = expert_dir(args)
-    real = load_real(args).to(device)
+    with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
+        real = load_real(args).to(device)
     header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
     done, next_file = existing_experts(folder, header)
     os.makedirs(folder, exist_ok=True)

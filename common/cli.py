@@ -1,20 +1,26 @@
 """Entry-point wrapper: user errors end with one clear line and exit status 2, never a deep traceback."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable
 
 from hyper_params import UnknownDefaultsError
 
+from . import dist
 from .errors import UserError
 
 
 def run_main(main: Callable[[], object]) -> None:
+    """Run ``main``; under torchrun, leave the process group at the end. An error on one rank ends that process
+    with its message (prefixed by the rank) and torchrun then stops the others."""
     try:
         main()
     except (UserError, UnknownDefaultsError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        who = f" (rank {os.environ.get('RANK')} of {os.environ.get('WORLD_SIZE')})" if dist.launched() else ""
+        print(f"error{who}: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted; continue the run with --resume", file=sys.stderr)
         sys.exit(130)
+    dist.finish()

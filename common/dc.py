@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import dist
 from .dm import class_batches
 from .errors import UserError
 from .evaluate import train_epoch
@@ -127,10 +128,11 @@ def class_distance(net: nn.Module, params: list, img_real: Tensor, img_syn: Tens
 
 
 def class_distances(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator,
-                    create_graph: bool = True):
-    """Yield (class, gradient distance of that class) for one outer step of ``net``."""
+                    create_graph: bool = True, classes=None):
+    """Yield (class, gradient distance of that class) for one outer step of ``net``, for the classes in
+    ``classes`` (None: all; see :func:`~common.dm.class_batches`)."""
     params = matched_parameters(net)
-    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator):
+    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator, classes):
         yield c, class_distance(net, params, img_real, img_syn, c, create_graph)
 
 
@@ -174,15 +176,17 @@ class GradientMatching:
         batchnorm = has_batchnorm(net)
         g = torch.Generator().manual_seed(derive_seed(args.seed, "batch", it))
         syn_params = ctx.synset.trainable()
+        mine = dist.shard(range(ctx.real.num_classes))  # torchrun: this rank's classes; their gradients are summed
         total = 0.0
         for ol in range(self.outer_loop):
             if batchnorm:
                 freeze_batchnorm(net, ctx.real, g)
             ctx.optimizer.zero_grad(set_to_none=True)
-            for _, dist in class_distances(net, ctx.real, ctx.synset, args.batch_real, args.batch_syn, ctx.dsa,
-                                           derive_seed(args.seed, "dsa", it, ol), g):
-                torch.autograd.backward(dist, inputs=syn_params)  # not into the network's weights
-                total += dist.item()
+            for _, d in class_distances(net, ctx.real, ctx.synset, args.batch_real, args.batch_syn, ctx.dsa,
+                                        derive_seed(args.seed, "dsa", it, ol), g, classes=mine):
+                torch.autograd.backward(d, inputs=syn_params)  # not into the network's weights
+                total += d.item()
+            ctx.synset.sync_gradients()
             ctx.optimizer.step()
             if ol == self.outer_loop - 1:
                 break
@@ -190,4 +194,5 @@ class GradientMatching:
                 images, labels = ctx.synset.get()
             train_on_synthetic(net, optimizer_net, images.detach(), labels, self.inner_loop, ctx.dsa,
                                derive_seed(args.seed, "inner", it, ol))
-        return total / (ctx.real.num_classes * self.outer_loop)
+            dist.broadcast_tensors_(list(net.parameters()) + list(net.buffers()))  # GPUs may round differently
+        return dist.sum_scalar(total) / (ctx.real.num_classes * self.outer_loop)

@@ -3,16 +3,24 @@
     torchrun --nproc_per_node 2 DM/main_DM.py ...        # one machine, 2 processes (GPUs: one each)
 
 Every helper works unchanged in one process (world size 1, rank 0, nothing initialised). Under torchrun,
-:func:`init` joins the process group: NCCL when the process has a CUDA device (taken from ``LOCAL_RANK``), gloo
-otherwise.
+:func:`setup` picks the process's device (GPU ``LOCAL_RANK``) and joins the process group: NCCL when every
+process of a machine has a GPU of its own, gloo otherwise (CPUs, or more processes than GPUs).
+
+The conventions every entry point follows: only rank 0 writes files (:func:`is_main`); what a rank must agree
+on with rank 0 (a warm start, a resumed checkpoint) is read or computed by rank 0 and sent to the others
+(:func:`broadcast_object`); work is split by :func:`shard` (item i on rank i % world size) and put back
+together by :func:`gather_objects` or summed by :func:`all_reduce_sum_`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Sequence
 
 import torch
 import torch.distributed as dist
+
+from .utils import resolve_device
 
 
 def launched() -> bool:
@@ -20,18 +28,37 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def setup(device_name: str) -> torch.device:
+    """This process's device for ``--device`` (auto|cpu|cuda; under torchrun a CUDA process takes GPU
+    ``LOCAL_RANK``), with the process group joined: what every entry point calls first."""
+    device = resolve_device(device_name)
+    if launched() and device.type == "cuda":
+        device = local_device("cuda")
+        torch.cuda.set_device(device)
+    init(device)
+    return device
+
+
+def backend_for(device: torch.device | None) -> str:
+    """NCCL when this process has a GPU of its own, gloo otherwise (NCCL refuses two ranks on one GPU)."""
+    if device is None or device.type != "cuda":
+        return "gloo"
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return "nccl" if per_machine <= torch.cuda.device_count() else "gloo"
+
+
 def init(device: torch.device | None = None) -> None:
     """Join the process group if torchrun started this process and it has not joined yet."""
     if not launched() or dist.is_initialized():
         return
-    backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
-    dist.init_process_group(backend=backend)
+    dist.init_process_group(backend=backend_for(device))
 
 
 def local_device(kind: str) -> torch.device:
-    """This process's device for ``kind`` ('cpu' or 'cuda'): under torchrun, GPU ``LOCAL_RANK``."""
+    """This process's device for ``kind`` ('cpu' or 'cuda'): under torchrun, GPU ``LOCAL_RANK`` (modulo the GPUs
+    there are, so several processes may share one GPU; they then talk through gloo)."""
     if kind == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
     return torch.device(kind)
 
 
@@ -65,11 +92,92 @@ def gather_objects(obj) -> list:
 
 
 def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> None:
-    """Sum each tensor over the ranks, in place (one process: nothing to do)."""
-    if world_size() == 1:
+    """Sum the tensors over the ranks, in place, in one message (one process: nothing to do)."""
+    tensors = list(tensors)
+    if world_size() == 1 or not tensors:
         return
-    for t in tensors:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
+    gloo_on_gpu = flat.is_cuda and dist.get_backend() == "gloo"
+    buf = flat.cpu() if gloo_on_gpu else flat
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    flat = buf.to(flat.device) if gloo_on_gpu else buf
+    with torch.no_grad():
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+
+def sum_gradients_(params: Sequence[torch.Tensor]) -> None:
+    """Sum the ``.grad`` of ``params`` over the ranks, in place, so that every rank takes the same optimiser step
+    as one process that computed all the gradients. A parameter no rank gave a gradient keeps ``.grad`` None (an
+    optimiser skips it as one process would); one that only some ranks did gets zeros on the others first."""
+    params = list(params)
+    if world_size() == 1 or not params:
+        return
+    device = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    all_reduce_sum_([has])
+    live = [p for p, h in zip(params, has.tolist()) if h > 0]
+    for p in live:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    by_dtype: dict = {}
+    for p in live:
+        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    for grads in by_dtype.values():
+        all_reduce_sum_(grads)
+
+
+def broadcast_tensors_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
+    """Overwrite each tensor with rank ``src``'s, in place (one process: nothing to do)."""
+    tensors = [t for t in tensors if t.is_floating_point()]
+    if world_size() == 1 or not tensors:
+        return
+    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
+    gloo_on_gpu = flat.is_cuda and dist.get_backend() == "gloo"
+    buf = flat.cpu() if gloo_on_gpu else flat
+    dist.broadcast(buf, src=src)
+    flat = buf.to(flat.device) if gloo_on_gpu else buf
+    with torch.no_grad():
+        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
+            t.copy_(part.view_as(t))
+
+
+def sum_scalar(x: float) -> float:
+    """``x`` summed over the ranks."""
+    if world_size() == 1:
+        return x
+    return float(sum(gather_objects(float(x))))
+
+
+def broadcast_object(obj=None, src: int = 0):
+    """Rank ``src``'s ``obj`` on every rank (one process: ``obj``). Tensors in it should be on the CPU."""
+    if world_size() == 1:
+        return obj
+    box = [to_cpu(obj) if rank() == src else None]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def to_cpu(obj):
+    """``obj`` with every tensor in its dicts, lists and tuples moved to the CPU (so that no rank unpickles a
+    tensor onto another rank's GPU)."""
+    if torch.is_tensor(obj):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
+@contextlib.contextmanager
+def main_first():
+    """Rank 0 runs the block first (and fills any cache it builds); the other ranks run it after."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def barrier() -> None:

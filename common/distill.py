@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 from tqdm.auto import tqdm
 
+from . import dist
 from .args import synset_config
 from .augment import DSA
 from .data import RealData, get_dataset, is_video, is_voxel, transform_mismatch
@@ -27,7 +28,7 @@ from .networks import get_eval_pool, get_network
 from .paths import init_cache_path, run_dir
 from .runlog import RunRecord, atomic_write_text, save_visuals
 from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
-from .utils import derive_seed, resolve_device, seed_everything
+from .utils import derive_seed, seed_everything
 
 # args that define an experiment: a resumed run must agree on them
 IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed",
@@ -37,6 +38,8 @@ IDENTITY_DEFAULTS = {"short_clips": "error", "clip_seed": 0, "solid": False}
 # of the real clips a set was initialised from, the checkpoints keep (and the grid shows) this many per class
 # (images: every one)
 SHOWN_PER_CLASS = {"video": 4, "voxel": 10}
+# what each objective splits over torchrun's processes
+SPLITS = {"DM": "the classes", "DC": "the classes", "TM": "the trajectories of an iteration"}
 
 
 @dataclass
@@ -135,10 +138,11 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
 
 
 def build_context(args) -> Context:
-    device = resolve_device(args.device)
-    record = RunRecord(run_dir(args), resume=args.resume)
+    device = dist.setup(args.device)
+    record = RunRecord(run_dir(args), resume=args.resume, main=dist.is_main())
     seed_everything(args.seed)
-    real = load_real(args).to(device)
+    with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
+        real = load_real(args).to(device)
     get_network(args.model, real.channel, real.num_classes, real.im_size)  # a clear error if it cannot take the data
     synset = build_synset(args.synset, **synset_config(args, real.channel, real.num_classes, real.im_size))
     synset.to(device)
@@ -159,18 +163,28 @@ def run_distillation(args, objective_cls) -> dict:
     synset, record = ctx.synset, ctx.record
     ckpt_path = record.path("checkpoint.pt")
     start, best = 0, {"acc": -1.0, "iteration": -1}
-    resumed = args.resume and os.path.exists(ckpt_path)
-    if resumed:
-        state = load_checkpoint(ckpt_path, "resume checkpoint")
-        check_identity(state.get("args", {}), args, ckpt_path)
-        if why := transform_mismatch(checkpoint_meta(state), args.zca):
-            raise CheckpointError(f"resume checkpoint {ckpt_path} holds a set {why}; start a new run (another "
-                                  f"--exp_name, or delete {record.folder})")
-        synset.load_payload(state["synset"], f"resume checkpoint {ckpt_path}")
-        init_images, init_labels = saved_init(state, synset)
-    else:
-        init_images, init_labels = initialise(args, synset, ctx.real, record)
-    save_visuals(init_images.float(), init_labels, record.path("imgs"), "init_real", ctx.real)
+    state, init_images, init_labels = None, None, None
+    if dist.is_main():  # rank 0 reads the checkpoint or initialises; the other ranks get the set from it
+        if args.resume and os.path.exists(ckpt_path):
+            state = load_checkpoint(ckpt_path, "resume checkpoint")
+            check_identity(state.get("args", {}), args, ckpt_path)
+            if why := transform_mismatch(checkpoint_meta(state), args.zca):
+                raise CheckpointError(f"resume checkpoint {ckpt_path} holds a set {why}; start a new run (another "
+                                      f"--exp_name, or delete {record.folder})")
+            synset.load_payload(state["synset"], f"resume checkpoint {ckpt_path}")
+            init_images, init_labels = saved_init(state, synset)
+        else:
+            init_images, init_labels = initialise(args, synset, ctx.real, record)
+        save_visuals(init_images.float(), init_labels, record.path("imgs"), "init_real", ctx.real)
+    if dist.world_size() > 1:
+        resume_keys = ("optimizer", "objective", "iteration", "best")
+        shared = dist.broadcast_object({"synset": synset.payload(),
+                                        "state": {k: state.get(k) for k in resume_keys} if state else None}
+                                       if dist.is_main() else None)
+        if not dist.is_main():
+            synset.load_payload(shared["synset"], "the set rank 0 sent")
+            state = shared["state"]
+    resumed = state is not None
     ctx.optimizer = synset.make_optimizer()
     objective = objective_cls(ctx)
     if resumed:
@@ -183,9 +197,14 @@ def run_distillation(args, objective_cls) -> dict:
         start, best = state["iteration"], state["best"]
         record.truncate_metrics(start)
         record.log(f"resumed from {ckpt_path} at iteration {start}")
-    wandb = _wandb(args, record) if args.wandb else None
+    if dist.world_size() > 1:
+        record.log(f"{dist.world_size()} processes ({dist.backend_for(ctx.device)}): {objective_cls.__name__} "
+                   f"splits {SPLITS.get(args.objective, 'its work')} over them; evaluation splits its networks")
+    wandb = _wandb(args, record) if args.wandb and dist.is_main() else None
 
     def save_resume(next_it: int):
+        if not dist.is_main():
+            return
         atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
                      "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
                      "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
@@ -193,7 +212,8 @@ def run_distillation(args, objective_cls) -> dict:
                      "best": best, "init_images": init_images, "init_labels": init_labels}, ckpt_path)
 
     last = {}
-    bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}", disable=not args.progress,
+    bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}",
+               disable=not args.progress or not dist.is_main(),
                initial=start, total=args.Iteration + 1, mininterval=1)
     for it in bar:
         if (it % args.eval_it == 0 and (it > 0 or args.eval_at_start)) or it == args.Iteration:
@@ -220,7 +240,7 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     args, synset, record = ctx.args, ctx.synset, ctx.record
     with torch.no_grad():
         images, labels = synset.get()
-    for stem in (f"syn_{it:06d}", "syn_latest"):
+    for stem in (f"syn_{it:06d}", "syn_latest") if dist.is_main() else ():
         save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
     t = time.time()
     cfg = ctx.eval_cfg  # an objective with eval_lr() (TM: the learned step size) sets the evaluation lr
@@ -237,8 +257,9 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     main_acc = results[ctx.eval_pool[0]][0]
     if main_acc > best["acc"]:
         best.update(acc=main_acc, iteration=it)
-        atomic_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
-                                                     metrics=extra)), record.path("synset_best.pt"))
+        if dist.is_main():
+            atomic_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
+                                                         metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from . import dist
 from .networks import get_network
 from .utils import derive_seed
 
@@ -22,21 +23,32 @@ def sample_indices(idx: torch.Tensor, n: int, generator: torch.Generator) -> tor
     return idx[torch.randperm(len(idx), generator=generator)[:n].to(idx.device)]
 
 
-def class_batches(real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
-    """Yield (class, real batch, decoded synthetic batch) for every class, both augmented by the same DSA
-    transform (seed derived from ``seed`` and the class). Shared by DM and DC."""
+def class_batches(real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator,
+                  classes=None):
+    """Yield (class, real batch, decoded synthetic batch) for every class in ``classes`` (None: all), both
+    augmented by the same DSA transform (seed derived from ``seed`` and the class). Shared by DM and DC.
+
+    The batches of every class are drawn from ``generator`` in class order whichever classes are asked for, so a
+    class gets the same batches in a process that handles all classes and in one that handles a share
+    (torchrun: :func:`common.dist.shard`)."""
+    wanted = range(real.num_classes) if classes is None else set(classes)
     for c in range(real.num_classes):
-        img_real = real.get_images(c, batch_real, generator)
-        img_syn, _ = synset.get(sample_indices(synset.class_indices(c), batch_syn, generator))
+        real_idx = real.draw(c, batch_real, generator)
+        syn_idx = sample_indices(synset.class_indices(c), batch_syn, generator)
+        if c not in wanted:
+            continue
+        img_real = real.images_train[real_idx.to(real.images_train.device)]
+        img_syn, _ = synset.get(syn_idx)
         if dsa is not None:
             s = derive_seed(seed, c)
             img_real, img_syn = dsa.siamese(img_real, s), dsa.siamese(img_syn, s)
         yield c, img_real, img_syn
 
 
-def class_losses(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator):
+def class_losses(net, real, synset, batch_real: int, batch_syn: int, dsa, seed: int, generator: torch.Generator,
+                 classes=None):
     """Yield (class, DM loss of that class): squared distance of mean real and mean synthetic embeddings."""
-    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator):
+    for c, img_real, img_syn in class_batches(real, synset, batch_real, batch_syn, dsa, seed, generator, classes):
         with torch.no_grad():
             mean_real = net.embed(img_real).mean(0)
         yield c, (mean_real - net.embed(img_syn).mean(0)).square().sum()
@@ -51,6 +63,9 @@ def random_frozen_network(model: str, real, device, seed: int):
 
 
 class DistributionMatching:
+    """Under torchrun each rank computes the losses of its share of the classes (:func:`common.dist.shard`) on the
+    same network; the set's gradients are summed over the ranks, so every rank takes the step one process would."""
+
     def __init__(self, ctx):
         self.ctx = ctx
 
@@ -61,8 +76,9 @@ class DistributionMatching:
         ctx.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _, loss in class_losses(net, ctx.real, ctx.synset, args.batch_real, args.batch_syn, ctx.dsa,
-                                    derive_seed(args.seed, "dsa", it), g):
+                                    derive_seed(args.seed, "dsa", it), g, dist.shard(range(ctx.real.num_classes))):
             loss.backward()
             total += loss.item()
+        ctx.synset.sync_gradients()
         ctx.optimizer.step()
-        return total
+        return dist.sum_scalar(total)

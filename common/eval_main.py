@@ -10,6 +10,7 @@ import re
 
 import torch
 
+from . import dist
 from .augment import DSA
 from .data import get_dataset, is_video, is_voxel, transform_mismatch
 from .data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
@@ -19,7 +20,7 @@ from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
 from .runlog import atomic_write_text, save_voxel_grid, to_display, write_gif
 from .synsets import load_synset, synset_from_payload, load_checkpoint
-from .utils import DEVICES, resolve_device
+from .utils import DEVICES
 
 Bool = argparse.BooleanOptionalAction
 
@@ -65,7 +66,7 @@ def main(argv=None) -> dict:
     a = build_parser().parse_args(argv)
     if not a.ckpt and not a.random_real:
         raise UserError("give --ckpt PATH (a synthetic-set checkpoint) or --random_real")
-    device = resolve_device(a.device)
+    device = dist.setup(a.device)
     meta, synset = {}, None
     if a.ckpt:
         payload = load_checkpoint(a.ckpt, "checkpoint")
@@ -101,8 +102,9 @@ def main(argv=None) -> dict:
     if not is_video(dataset) and (a.frames or a.frame_gap or a.short_clips or a.shuffle_frames):
         raise UserError(f"--frames, --frame_gap, --short_clips and --shuffle_frames are for video; {dataset} holds "
                         f"{'voxel grids' if is_voxel(dataset) else 'images'}")
-    real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res, subset=a.subset or meta.get("subset"),
-                       zca=zca, **options)
+    with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
+        real = get_dataset(dataset, a.data_path or meta.get("data_path"), res=res,
+                           subset=a.subset or meta.get("subset"), zca=zca, **options)
     if a.n_test:
         real = real.restrict(None, a.n_test, seed=a.seed)
     if synset is not None:
@@ -122,7 +124,7 @@ def main(argv=None) -> dict:
     if a.shuffle_frames:
         images = shuffle_frames(images, a.seed)
         what += ", frames shuffled"
-    if a.export_dir:
+    if a.export_dir and dist.is_main():
         export(images, labels, real, a.export_dir)
         print(f"exported {len(images)} {dict(video='clips', voxel='voxel grids').get(real.domain, 'images')} to "
               f"{a.export_dir}")
@@ -134,9 +136,9 @@ def main(argv=None) -> dict:
                          seed=a.seed, progress=a.progress)
         pool = get_eval_pool(a.eval_mode, model)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
-        for m, (mean, std) in results.items():
+        for m, (mean, std) in results.items() if dist.is_main() else ():
             print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
-        if a.json_out:
+        if a.json_out and dist.is_main():
             atomic_write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
                                                       results.items()}, indent=2) + "\n")
     return results

@@ -20,18 +20,25 @@ def atomic_write_text(path: str, text: str) -> None:
 
 
 class RunRecord:
-    def __init__(self, folder: str, resume: bool = False, quiet: bool = False):
-        self.folder, self.quiet = folder, quiet
+    """The run folder. ``main=False`` (every rank but 0 under torchrun): the same paths, but nothing is checked,
+    created, printed or written, so each file has one writer."""
+
+    def __init__(self, folder: str, resume: bool = False, quiet: bool = False, main: bool = True):
+        self.folder, self.quiet, self.main = folder, quiet, main
+        self.t0 = time.time()
+        if not main:
+            return
         if os.path.isdir(folder) and os.listdir(folder) and not resume and os.path.exists(self.path("metrics.jsonl")):
             raise UserError(f"run folder {folder} already holds a run; pass --resume to continue it, or choose "
                             f"another --exp_name / --save_path")
         os.makedirs(self.path("imgs"), exist_ok=True)
-        self.t0 = time.time()
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.folder, *parts)
 
     def log(self, msg: str) -> None:
+        if not self.main:
+            return
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"
         if not self.quiet:
             from tqdm.auto import tqdm
@@ -40,9 +47,13 @@ class RunRecord:
             f.write(line + "\n")
 
     def write_config(self, config: dict) -> None:
-        atomic_write_text(self.path("config.json"), json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+        if self.main:
+            atomic_write_text(self.path("config.json"),
+                              json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
 
     def add_metric(self, **row) -> None:
+        if not self.main:
+            return
         row.setdefault("wall_time", round(time.time() - self.t0, 2))
         with open(self.path("metrics.jsonl"), "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -55,10 +66,14 @@ class RunRecord:
 
     def truncate_metrics(self, before_iteration: int) -> None:
         """On resume: drop rows of iterations the resumed run will redo."""
+        if not self.main:
+            return
         rows = [r for r in self.metrics() if r.get("iteration", -1) < before_iteration]
         atomic_write_text(self.path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
 
     def plot_accuracy(self) -> Optional[str]:
+        if not self.main:
+            return None
         rows = [r for r in self.metrics() if "acc_mean" in r]
         if not rows:
             return None

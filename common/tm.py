@@ -24,6 +24,11 @@ Two ways to get the gradient, chosen by ``--tm_grad``; both are MTT's gradient o
   the stored vectors, independent of ``syn_steps``; the time is about one extra forward and backward pass
   per step.
 
+With ``--trajectories T`` an iteration runs T trajectories (each its own expert, start epoch, batches and DSA
+draws) and averages their gradients before the one step; under torchrun the T trajectories are split over the
+processes (trajectory t on rank t % world size) and T defaults to the number of processes, so N processes give
+the update of one process with ``--trajectories N`` in about 1/N of the time.
+
 Either way only the sampled instances are decoded, so a DDiF field that was not sampled gets no gradient
 and :class:`~common.optim.FieldAdam` leaves it untouched.
 """
@@ -38,6 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.func import functional_call
 
+from . import dist
 from .args import Bool
 from .errors import UserError
 from .experts import ParamLayout, load_experts
@@ -66,6 +72,10 @@ def add_tm_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                    help="recompute: store the student's parameters every this many steps (1: every step, the "
                         "fastest; k > 1: the vectors in between are recomputed, one more forward and backward "
                         "per step; 0: every ceil(sqrt(syn_steps)) steps)")
+    g.add_argument("--trajectories", type=int, default=0,
+                   help="expert trajectories (expert, start epoch) per iteration, their gradients averaged (0: one per "
+                        "process, so 1 in one process and N under torchrun --nproc_per_node N; a run of N "
+                        "processes equals one process with --trajectories N)")
     g.add_argument("--load_all", action=Bool, default=False,
                    help="read every expert into memory (default: memory-map the files)")
     g.add_argument("--max_files", type=int, default=0, help="use only the first this many expert files (0: all)")
@@ -77,9 +87,10 @@ def check_tm_args(args) -> None:
     for k in ("syn_steps", "expert_epochs", "max_start_epoch"):
         if getattr(args, k) < 1:
             raise UserError(f"--{k} must be >= 1, got {getattr(args, k)}")
-    for k in ("max_files", "max_experts"):
+    for k in ("max_files", "max_experts", "trajectories"):
         if getattr(args, k) < 0:
-            raise UserError(f"--{k} must be >= 0 (0: all), got {getattr(args, k)}")
+            raise UserError(f"--{k} must be >= 0 (0: {'one per process' if k == 'trajectories' else 'all'}), got "
+                            f"{getattr(args, k)}")
     if args.tm_checkpoint_every < 0:
         raise UserError(f"--tm_checkpoint_every must be >= 0 (1: every step, 0: every ceil(sqrt(syn_steps)) "
                         f"steps), got {args.tm_checkpoint_every}")
@@ -247,37 +258,60 @@ class TrajectoryMatching:
         self.syn_lr = torch.tensor(float(args.lr_teacher), device=device, requires_grad=True)
         self.lr_optimizer = step_size_optimizer(self.syn_lr, args.lr_lr)
         self.min_lr = min(MIN_SYN_LR, float(args.lr_teacher))
+        self.n_traj = args.trajectories or dist.world_size()
+        if self.n_traj > 1:
+            ctx.record.log(f"TM: {self.n_traj} trajectories per iteration, their gradients averaged"
+                           + (f", split over {dist.world_size()} processes" if dist.world_size() > 1 else ""))
 
-    # -- what one iteration uses: a pure function of (seed, iteration), so a resumed run continues alike --
-    def choose(self, it: int) -> tuple[int, int]:
-        """(expert, start epoch) of iteration ``it``: the experts in a fresh random order every round."""
+    # -- what one iteration uses: a pure function of (seed, iteration, trajectory), so a resumed run continues
+    # alike, and trajectory t is the same in one process and on whichever rank runs it --------------------------
+    @staticmethod
+    def _tail(t: int) -> tuple:
+        """What trajectory t adds to an iteration's seed parts (trajectory 0: nothing, as with one per iteration)."""
+        return () if t == 0 else ("trajectory", t)
+
+    def choose(self, it: int, t: int = 0) -> tuple[int, int]:
+        """(expert, start epoch) of trajectory ``t`` of iteration ``it``: trajectory i = it * n_traj + t of the
+        run takes the experts in a fresh random order every round of len(experts) trajectories."""
         seed, n = self.ctx.args.seed, len(self.experts)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "experts", it // n)))
-        g = torch.Generator().manual_seed(derive_seed(seed, "start", it))
+        i = it * self.n_traj + t
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "experts", i // n)))
+        g = torch.Generator().manual_seed(derive_seed(seed, "start", it, *self._tail(t)))
         start = int(torch.randint(self.ctx.args.max_start_epoch, (1,), generator=g))
-        return int(order[it % n]), start
+        return int(order[i % n]), start
 
-    def batches(self, it: int) -> list[Tensor]:
+    def batches(self, it: int, t: int = 0) -> list[Tensor]:
         args = self.ctx.args
-        g = torch.Generator().manual_seed(derive_seed(args.seed, "batches", it))
+        g = torch.Generator().manual_seed(derive_seed(args.seed, "batches", it, *self._tail(t)))
         return batch_schedule(self.ctx.synset.n_total, args.batch_syn, args.syn_steps, g)
 
     def step(self, it: int) -> float:
+        """One update from ``n_traj`` trajectories (this rank's share of them under torchrun): each one's gradient
+        is accumulated, the sums are added over the ranks and divided by n_traj, then the set and the step size
+        take one step."""
         ctx, args = self.ctx, self.ctx.args
-        k, start = self.choose(it)
-        theta_start, theta_target = (t.to(ctx.device) for t in
-                                     self.experts.pair(k, start, start + args.expert_epochs))
-        seeds = [derive_seed(args.seed, "dsa", it, s) for s in range(args.syn_steps)]
         ctx.optimizer.zero_grad(set_to_none=True)
         self.lr_optimizer.zero_grad(set_to_none=True)
         extra = {"checkpoint_every": args.tm_checkpoint_every} if args.tm_grad == "recompute" else {}
-        loss = BACKWARDS[args.tm_grad](self.net, self.layout, theta_start, theta_target, self.syn_lr, ctx.synset,
-                                       self.batches(it), ctx.dsa, seeds, **extra)
+        total = 0.0
+        for t in dist.shard(range(self.n_traj)):
+            k, start = self.choose(it, t)
+            theta_start, theta_target = (x.to(ctx.device) for x in
+                                         self.experts.pair(k, start, start + args.expert_epochs))
+            seeds = [derive_seed(args.seed, "dsa", it, s, *self._tail(t)) for s in range(args.syn_steps)]
+            total += BACKWARDS[args.tm_grad](self.net, self.layout, theta_start, theta_target, self.syn_lr,
+                                             ctx.synset, self.batches(it, t), ctx.dsa, seeds, **extra)
+        ctx.synset.sync_gradients()
+        dist.sum_gradients_([self.syn_lr])
+        if self.n_traj > 1:
+            for p in [*ctx.synset.trainable(), self.syn_lr]:
+                if p.grad is not None:
+                    p.grad.div_(self.n_traj)
         ctx.optimizer.step()
         self.lr_optimizer.step()
         with torch.no_grad():
             self.syn_lr.clamp_(min=self.min_lr)
-        return loss
+        return dist.sum_scalar(total) / self.n_traj
 
     # -- what run_distillation asks of an objective --------------------------------------------------------
     def eval_lr(self) -> float:

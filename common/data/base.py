@@ -80,12 +80,16 @@ class RealData:
         """How the images were made from pixels (see :func:`data_transform`)."""
         return data_transform(self.zca is not None)
 
-    def get_images(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """`n` random train images of class `c`, drawn without replacement (all of them, shuffled, if n >= count)."""
+    def draw(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The train indices :meth:`get_images` would return the images of (the same draw from ``generator``)."""
         idx = self.indices_class[c]
         device = generator.device if generator is not None else "cpu"
         perm = torch.randperm(len(idx), generator=generator, device=device).cpu()[:n]
-        return self.images_train[idx[perm].to(self.images_train.device)]
+        return idx[perm]
+
+    def get_images(self, c: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """`n` random train images of class `c`, drawn without replacement (all of them, shuffled, if n >= count)."""
+        return self.images_train[self.draw(c, n, generator).to(self.images_train.device)]
 
     def restrict(self, n_train_per_class: int | None = None, n_test: int | None = None, seed: int = 0) -> "RealData":
         """A smaller copy: at most `n_train_per_class` train images per class and `n_test` test images, drawn at

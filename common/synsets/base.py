@@ -14,6 +14,7 @@ from typing import ClassVar, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .. import dist
 from ..errors import CheckpointError, UserError
 
 FORMAT_VERSION = 1
@@ -83,6 +84,12 @@ class SynSet(nn.Module):
 
     def trainable(self) -> list[Tensor]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def sync_gradients(self) -> None:
+        """Under torchrun, where each rank computed the gradient of its share of the work: sum the gradients over
+        the ranks, so that every rank's optimiser takes the step of one process that did it all (one process:
+        nothing to do)."""
+        dist.sum_gradients_(self.trainable())
 
     def storage_budget(self) -> int:
         """Numbers allowed: ipc full-resolution instances per class."""

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 from tqdm.auto import tqdm
 
+from .. import dist
 from ..errors import UserError
 from ..optim import FieldAdam
 from .base import SynSet, sample_real
@@ -280,6 +281,14 @@ class DDiF(SynSet):
         def hook(grad):
             self._touched[indices] = True
         return hook
+
+    def sync_gradients(self) -> None:
+        """Also the record of touched fields: a field another rank decoded takes its Adam step on every rank."""
+        super().sync_gradients()
+        if dist.world_size() > 1:
+            touched = self._touched.float()
+            dist.all_reduce_sum_([touched])
+            self._touched.copy_(touched > 0)
 
     def consume_touched(self) -> Tensor:
         """Fields that received a gradient since the last call (and clear the record)."""
