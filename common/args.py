@@ -6,6 +6,7 @@ what it filled, validates names, and returns a read-only namespace.
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Callable, Optional
 
 import hyper_params
@@ -164,7 +165,8 @@ def resolve_video_flags(values: dict) -> None:
 
 def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callable[[str], None]] = None) -> FrozenArgs:
     """Validate names, fill None flags from hyper_params.py (logging each), and freeze."""
-    log = log or print
+    # torchrun: every rank resolves the flags alike; rank 0 says so (the process group is not up yet)
+    log = log or (print if os.environ.get("RANK", "0") == "0" else (lambda msg: None))
     if args.synset not in SYNSETS:
         raise choice_error("synset", args.synset, sorted(SYNSETS))
     if args.dataset not in DATASETS:

@@ -1,5 +1,6 @@
-"""torch.distributed with gloo, 2 processes on this CPU (torchrun): the shared helpers of common/dist.py and the
-evaluation split over ranks, each against its 1-process result."""
+"""torch.distributed with gloo, 2 processes on this CPU (torchrun): the shared helpers of common/dist.py, and
+every part that is split over ranks -- evaluation, the expert build, DM, DC, TM, eval.py -- against its
+1-process result; rank 0 alone writes the run folder; an error on one rank ends both."""
 import json
 import subprocess
 import sys
@@ -76,3 +77,110 @@ def test_two_processes_build_the_expert_files_one_process_builds(tmp_path):
             assert torch.equal(ta, tb)
     log = (folders[2] / "log.txt").read_text()  # rank 0's log only: its own experts, once
     assert log.count("training experts 0..4") == 1 and "2 processes" in log
+
+
+# a small real run, as tests/helpers.py's SMALL_DISTILL, on the CPU (gloo)
+DATA = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
+        "--no-progress", "--device", "cpu"]
+SMALL = DATA + ["--batch_real", "16", "--num_eval", "2", "--epoch_eval_train", "3",
+         "--epochs_init", "100", "--save_it", "1"]
+
+
+def run_folder(root, objective: str):
+    runs = list((root / objective / "FashionMNIST").iterdir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def files_of(run) -> list:
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
+
+
+def load(run, name="checkpoint.pt"):
+    import torch
+    return torch.load(run / name, map_location="cpu", weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two checkpoints' sets and optimiser states: equal (the split changes no arithmetic on the CPU)."""
+    import torch
+    assert a["iteration"] == b["iteration"]
+    for k, v in a["synset"]["state"].items():
+        assert torch.equal(v, b["synset"]["state"][k]), k
+    for i, st in a["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), (i, k)
+
+
+def accuracies(run) -> list:
+    return [(r["iteration"], r["acc_mean"], r["acc_std"]) for r in map(json.loads, (run / "metrics.jsonl").open())]
+
+
+@needs_fmnist
+def test_dm_ddif_two_processes_equal_one_also_resumed_and_only_rank_0_writes(tmp_path):
+    flags = SMALL + ["--synset", "ddif", "--batch_syn", "4", "--eval_it", "100"]  # 4 of 11 fields per class
+    r = torchrun_script(1, "DM/main_DM.py", *flags, "--Iteration", "3", "--save_path", tmp_path / "one",
+                        "--init_cache", tmp_path / "cache1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    # two processes: stopped after 2 iterations, resumed to 3 (rank 0 fits the warm start and reads the checkpoint)
+    for extra in (["--Iteration", "2"], ["--Iteration", "3", "--resume"]):
+        r = torchrun_script(2, "DM/main_DM.py", *flags, *extra, "--save_path", tmp_path / "two",
+                            "--init_cache", tmp_path / "cache2")
+        assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("filled:") == 1  # the resolved flags are reported once
+    one, two = run_folder(tmp_path / "one", "DM"), run_folder(tmp_path / "two", "DM")
+    assert_same_state(load(one), load(two))
+    assert accuracies(one) == accuracies(two) and [i for i, *_ in accuracies(two)] == [0, 3]
+    assert files_of(two) == sorted(files_of(one) + ["imgs/syn_000002.png"])  # the stop at 2 evaluated there
+    assert not [f for f in files_of(two) if ".tmp" in f]
+    log = (two / "log.txt").read_text()
+    assert log.count("initialised ddif") == 1 and log.count("resumed from") == 1
+    assert log.count("2 processes (gloo): DistributionMatching splits the classes") == 2  # once per launch
+    assert log.count("budget 7370 of 7840") == 2
+    # eval.py: the networks split over two processes, one line of results, the 1-process numbers
+    outs = {}
+    for n in (1, 2):
+        r = torchrun_script(n, "DM/eval.py", "--ckpt", two / "synset_best.pt", "--num_eval", "3",
+                            "--epoch_eval_train", "2", "--n_test", "100", "--device", "cpu", "--no-progress",
+                            "--json_out", tmp_path / f"eval{n}.json")
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stdout.count("accuracy") == 1, r.stdout
+        outs[n] = json.loads((tmp_path / f"eval{n}.json").read_text())
+    assert outs[1] == outs[2]
+
+
+@needs_fmnist
+def test_dc_two_processes_equal_one(tmp_path):
+    flags = SMALL + ["--synset", "fred", "--ipc", "2", "--outer_loop", "2", "--inner_loop", "1", "--Iteration", "2",
+                     "--eval_it", "100", "--no-eval_at_start"]
+    runs = {}
+    for n in (1, 2):
+        r = torchrun_script(n, "DC/main_DC.py", *flags, "--save_path", tmp_path / f"p{n}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[n] = run_folder(tmp_path / f"p{n}", "DC")
+    assert_same_state(load(runs[1]), load(runs[2]))
+    assert accuracies(runs[1]) == accuracies(runs[2])
+    assert files_of(runs[1]) == files_of(runs[2])
+
+
+@needs_fmnist
+def test_tm_two_processes_equal_one_process_with_two_trajectories(tmp_path):
+    r = torchrun_script(1, "TM/buffer.py", *DATA, "--num_experts", "2", "--train_epochs", "2",
+                        "--batch_train", "128", "--buffer_path", tmp_path / "buffers")
+    assert r.returncode == 0, r.stderr[-2000:]
+    flags = SMALL + ["--synset", "pixel", "--buffer_path", tmp_path / "buffers", "--syn_steps", "3",
+                     "--expert_epochs", "1", "--max_start_epoch", "2", "--lr_lr", "1e-3", "--Iteration", "2",
+                     "--eval_it", "100", "--no-eval_at_start"]
+    runs = {}
+    for n, extra in ((1, ["--trajectories", "2"]), (2, []), (1, [])):
+        r = torchrun_script(n, "TM/main_TM.py", *flags, *extra, "--save_path", tmp_path / f"p{n}{extra[:1]}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        runs[n, bool(extra)] = run_folder(tmp_path / f"p{n}{extra[:1]}", "TM")
+    a, b, single = load(runs[1, True]), load(runs[2, False]), load(runs[1, False])
+    assert_same_state(a, b)
+    assert a["objective"]["syn_lr"] == b["objective"]["syn_lr"]
+    assert accuracies(runs[1, True]) == accuracies(runs[2, False])
+    # two trajectories per iteration are not one
+    assert not (a["synset"]["state"]["images"] == single["synset"]["state"]["images"]).all()
+    assert "2 trajectories per iteration, their gradients averaged" in (runs[1, True] / "log.txt").read_text()
+    assert "split over 2 processes" in (runs[2, False] / "log.txt").read_text()
