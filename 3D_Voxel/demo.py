@@ -13,17 +13,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from common.cli import run_main
 from common.data import voxel_fmnist as vfm
-from common.demo import find_run, flags, render_table, run_summary
+from common.demo import find_run, flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
-from common.runlog import atomic_write_text
 
 PROTOCOLS = {
     "cpu": dict(model="Conv3DNetW32", res=16, iterations={"DC": 100, "DM": 200}, batch_real=32, epochs_init=1000,
@@ -51,8 +48,7 @@ def main(argv=None):
     p.add_argument("--objectives", nargs="+", default=["DC", "DM"], choices=["DC", "DM"])
     a = p.parse_args(argv)
     proto = dict(PROTOCOLS[a.protocol])
-    ensure_dataset(a.data_path)
-    shutil.rmtree(a.out, ignore_errors=True)
+    prepare(a.out, a.device, lambda: ensure_dataset(a.data_path))
     model, res, iterations = proto.pop("model"), proto.pop("res"), proto.pop("iterations")
     evaluation = {k: proto[k] for k in ("num_eval", "epoch_eval_train", "n_test")}
     base = ["--dataset", DATASET, "--ipc", "1", "--model", model, "--res", str(res), "--device", a.device,
@@ -91,11 +87,7 @@ def main(argv=None):
             f"{evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
             f"{evaluation['n_test'] or 'all'} test shapes; "
             f"total {(time.time() - t_all) / 60:.1f} min")
-    table = render_table(head, rows)
-    print("\n" + table)
-    atomic_write_text(os.path.join(a.out, "results.md"), table + "\n")
-    atomic_write_text(os.path.join(a.out, "results.json"), json.dumps(rows, indent=2) + "\n")
-    print(f"table: {a.out}/results.md; projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
+    publish(a.out, render_table(head, rows), rows, f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
 
 
 if __name__ == "__main__":

@@ -5,15 +5,12 @@ Reduced from the paper's protocol so that it finishes in minutes on two CPU core
 DEMO below. Everything else (model ConvNet, DSA, optimisers, learning rates) is the normal default.
 """
 import argparse
-import json
 import os
-import shutil
 import time
 
 from common.cli import run_main
-from common.demo import flags, render_table, run_summary
+from common.demo import flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
-from common.runlog import atomic_write_text
 from DM.main_DM import main as dm_main
 
 DEMO = dict(Iteration=100, batch_real=32, epochs_init=2000, num_eval=2, epoch_eval_train=100, n_test=2000)
@@ -26,7 +23,7 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--data_path", default="data")
     a = p.parse_args(argv)
-    shutil.rmtree(a.out, ignore_errors=True)
+    prepare(a.out, a.device)
     common = ["--dataset", "FashionMNIST", "--ipc", "1", "--model", "ConvNet", "--device", a.device,
               "--data_path", a.data_path, "--save_path", a.out, "--eval_it", str(10 ** 9), "--no-eval_at_start",
               *flags(DEMO)]
@@ -46,11 +43,7 @@ def main(argv=None):
     mean, std = res["ConvNet"]
     rows.append(dict(method="random real", per_class=1, numbers=7840, acc_mean=mean, acc_std=std,
                      seconds=time.time() - t, grid=""))
-    table = render(rows, time.time() - t_all)
-    print("\n" + table)
-    atomic_write_text(os.path.join(a.out, "results.md"), table + "\n")
-    atomic_write_text(os.path.join(a.out, "results.json"), json.dumps(rows, indent=2) + "\n")
-    print(f"table: {a.out}/results.md; image grids: {a.out}/DM/FashionMNIST/*/imgs/")
+    publish(a.out, render(rows, time.time() - t_all), rows, f"image grids: {a.out}/DM/FashionMNIST/*/imgs/")
 
 
 def render(rows, seconds) -> str:

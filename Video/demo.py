@@ -12,17 +12,14 @@ below. Everything else is the normal default of Video/main_DM.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from common.cli import run_main
 from common.data import moving_fmnist as mfm
-from common.demo import find_run, flags, render_table, run_summary
+from common.demo import find_run, flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
-from common.runlog import atomic_write_text
 from Video.main_DM import main as dm_main
 
 PROTOCOLS = {
@@ -54,8 +51,7 @@ def main(argv=None):
     p.add_argument("--synsets", nargs="+", default=list(SYNSETS), choices=list(SYNSETS))
     a = p.parse_args(argv)
     proto = dict(PROTOCOLS[a.protocol])
-    ensure_dataset(a.data_path)
-    shutil.rmtree(a.out, ignore_errors=True)
+    prepare(a.out, a.device, lambda: ensure_dataset(a.data_path))
     model = proto.pop("model")
     evaluation = {k: proto[k] for k in ("num_eval", "epoch_eval_train", "n_test")}
     base = ["--dataset", DATASET, "--ipc", "1", "--model", model, "--device", a.device, "--data_path", a.data_path,
@@ -84,11 +80,8 @@ def main(argv=None):
     numbers = (size["frames"] or mfm.FRAMES) * (size["res"] or mfm.SIZE) ** 2 * 10
     rows.append(dict(method="random real", per_class=1, numbers=numbers, acc_mean=mean, acc_std=std,
                      seconds=time.time() - t, gif=""))
-    table = render(rows, a.protocol, model, proto, evaluation, time.time() - t_all)
-    print("\n" + table)
-    atomic_write_text(os.path.join(a.out, "results.md"), table + "\n")
-    atomic_write_text(os.path.join(a.out, "results.json"), json.dumps(rows, indent=2) + "\n")
-    print(f"table: {a.out}/results.md; GIF grids: {a.out}/DM/{DATASET}/*/imgs/")
+    publish(a.out, render(rows, a.protocol, model, proto, evaluation, time.time() - t_all), rows,
+            f"GIF grids: {a.out}/DM/{DATASET}/*/imgs/")
 
 
 def render(rows, protocol, model, proto, evaluation, seconds) -> str:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures this project lacks most, in one results file. On a CUDA machine, from anywhere:
 #
-#   bash benchmarks/gpu_suite.sh                        # every step, about 39 minutes
+#   bash benchmarks/gpu_suite.sh                        # every step, about 46 minutes
 #   bash benchmarks/gpu_suite.sh --only tests,bench     # some steps (a tool that limits one command to 10 minutes:
 #   bash benchmarks/gpu_suite.sh --only tm,fit,dm       #   run the steps in two or three calls, same --out)
 #   bash benchmarks/gpu_suite.sh --dry-run              # print the plan, run nothing (works without a GPU)
@@ -16,6 +16,9 @@
 #          unroll vs recompute; then the largest syn_steps each method runs for CIFAR-100-shaped ipc 10
 #   fit    benchmarks/bench_fit.py: 1,000 fields of 963 parameters fitted to 1,000 128x128 targets for 1,000 Adam
 #          steps (target <= 10 s and <= 300 MB of peak GPU memory), at three decoder chunk sizes
+#   dist   benchmarks/bench_dist.py on CUDA: 1 against 2 processes sharing the GPU (gloo), evaluation and expert
+#          build; then the same evaluation with NCCL forced (DD_DIST_BACKEND=nccl; NCCL may refuse two processes
+#          on one GPU, which is then what the step reports)
 #   dm     Fashion-MNIST, DM, ipc 1, DDiF at the paper's protocol (20,000 iterations, evaluation every 2,000 by
 #          5 ConvNets x 1,000 epochs, 5,000-step warm start), run until --dm_minutes is up
 #
@@ -26,7 +29,7 @@
 set -uo pipefail
 
 OUT=gpu_suite_results.md
-ONLY=tests,bench,3d,tm,fit,dm
+ONLY=tests,bench,3d,tm,fit,dist,dm
 DRY=0
 DM_MINUTES=8
 DATA_PATH=data
@@ -54,8 +57,8 @@ case "$DM_MINUTES" in
 esac
 for s in ${ONLY//,/ }; do
   case "$s" in
-    tests|bench|3d|tm|fit|dm) ;;
-    *) echo "error: unknown step '$s' in --only (valid: tests, bench, 3d, tm, fit, dm)" >&2; exit 2 ;;
+    tests|bench|3d|tm|fit|dist|dm) ;;
+    *) echo "error: unknown step '$s' in --only (valid: tests, bench, 3d, tm, fit, dist, dm)" >&2; exit 2 ;;
   esac
 done
 
@@ -83,6 +86,9 @@ plan() {
   echo "tm|420|$py benchmarks/bench_tm_memory.py --device cuda --cases fmnist_ipc1_ddif cifar10_ipc10_pixel" \
        "&& $py benchmarks/bench_tm_memory.py --device cuda --cases cifar100_ipc10_pixel --find_max --max_steps 640"
   echo "fit|300|$py benchmarks/bench_fit.py --device cuda --data_path $data --chunk_elements 0 16777216 4194304"
+  echo "dist|420|$py benchmarks/bench_dist.py --device cuda --data_path $data --epochs 300 --expert_epochs 3" \
+       "--n_train 1000 && { DD_DIST_BACKEND=nccl $py benchmarks/bench_dist.py --device cuda --data_path $data" \
+       "--what eval --epochs 100 || echo 'NCCL with 2 processes on this GPU: failed (above)'; }"
   echo "dm|$((DM_MINUTES * 60))|$py DM/main_DM.py --synset ddif --dataset FashionMNIST --ipc 1 --device cuda" \
        "--data_path $data --save_path $DM_DIR --exp_name dm_ddif_ipc1 --init_cache '' --no-progress"
 }

@@ -4,6 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from typing import Callable, Optional
+
+from . import dist
+from .runlog import atomic_write_text
+
+
+def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -> None:
+    """Start a demo: join the process group (under torchrun), then rank 0 builds the dataset if ``build`` and
+    empties ``out`` while the others wait. A demo runs under torchrun on one machine: every rank reads the run
+    folders rank 0 writes, and rank 0 alone prints and writes the table."""
+    dist.setup(device)
+    with dist.main_first():
+        if dist.is_main():
+            if build is not None:
+                build()
+            shutil.rmtree(out, ignore_errors=True)
+
+
+def publish(out: str, table: str, rows: list, where: str) -> None:
+    """Rank 0: print the table and write it to ``out``/results.md and the rows to results.json."""
+    if not dist.is_main():
+        return
+    print("\n" + table)
+    atomic_write_text(os.path.join(out, "results.md"), table + "\n")
+    atomic_write_text(os.path.join(out, "results.json"), json.dumps(rows, indent=2) + "\n")
+    print(f"table: {out}/results.md; {where}")
 
 
 def flags(d: dict) -> list:

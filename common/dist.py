@@ -14,12 +14,14 @@ together by :func:`gather_objects` or summed by :func:`all_reduce_sum_`.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from typing import Sequence
 
 import torch
 import torch.distributed as dist
 
+from .errors import UserError
 from .utils import resolve_device
 
 
@@ -40,7 +42,13 @@ def setup(device_name: str) -> torch.device:
 
 
 def backend_for(device: torch.device | None) -> str:
-    """NCCL when this process has a GPU of its own, gloo otherwise (NCCL refuses two ranks on one GPU)."""
+    """NCCL when this process has a GPU of its own, gloo otherwise (NCCL refuses two ranks on one GPU); the
+    environment variable DD_DIST_BACKEND (nccl|gloo) overrides."""
+    forced = os.environ.get("DD_DIST_BACKEND")
+    if forced:
+        if forced not in ("nccl", "gloo"):
+            raise UserError(f"DD_DIST_BACKEND={forced!r}; valid choices: nccl, gloo")
+        return forced
     if device is None or device.type != "cuda":
         return "gloo"
     per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
@@ -51,7 +59,20 @@ def init(device: torch.device | None = None) -> None:
     """Join the process group if torchrun started this process and it has not joined yet."""
     if not launched() or dist.is_initialized():
         return
-    dist.init_process_group(backend=backend_for(device))
+    dist.init_process_group(backend=backend_for(device), timeout=timeout())
+
+
+def timeout() -> datetime.timedelta:
+    """How long a rank waits in a collective (for instance while rank 0 alone fits a DDiF warm start) before it
+    gives up: DD_DIST_TIMEOUT_MIN minutes, 60 by default (torch's own: 10 for NCCL)."""
+    raw = os.environ.get("DD_DIST_TIMEOUT_MIN", "60")
+    try:
+        minutes = float(raw)
+        if minutes <= 0:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"DD_DIST_TIMEOUT_MIN={raw!r}: give a positive number of minutes") from None
+    return datetime.timedelta(minutes=minutes)
 
 
 def local_device(kind: str) -> torch.device:
@@ -60,6 +81,11 @@ def local_device(kind: str) -> torch.device:
     if kind == "cuda":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % max(1, torch.cuda.device_count()))
     return torch.device(kind)
+
+
+def backend() -> str:
+    """The process group's backend ('gloo', 'nccl'), or 'none' in one process."""
+    return dist.get_backend() if dist.is_initialized() else "none"
 
 
 def world_size() -> int:

@@ -198,7 +198,7 @@ def run_distillation(args, objective_cls) -> dict:
         record.truncate_metrics(start)
         record.log(f"resumed from {ckpt_path} at iteration {start}")
     if dist.world_size() > 1:
-        record.log(f"{dist.world_size()} processes ({dist.backend_for(ctx.device)}): {objective_cls.__name__} "
+        record.log(f"{dist.world_size()} processes ({dist.backend()}): {objective_cls.__name__} "
                    f"splits {SPLITS.get(args.objective, 'its work')} over them; evaluation splits its networks")
     wandb = _wandb(args, record) if args.wandb and dist.is_main() else None
 
@@ -233,6 +233,7 @@ def run_distillation(args, objective_cls) -> dict:
     record.log(f"done: best {args.model} accuracy {100 * best['acc']:.2f}% at iteration {best['iteration']}")
     if wandb is not None:
         wandb.finish()
+    dist.barrier()  # rank 0's files are complete when the run returns on any rank
     return last
 
 

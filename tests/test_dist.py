@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from common import dist
 from tests.helpers import REPO, needs_fmnist
 
@@ -147,6 +145,13 @@ def test_dm_ddif_two_processes_equal_one_also_resumed_and_only_rank_0_writes(tmp
         assert r.stdout.count("accuracy") == 1, r.stdout
         outs[n] = json.loads((tmp_path / f"eval{n}.json").read_text())
     assert outs[1] == outs[2]
+    # a resume checkpoint rank 0 cannot read: both processes end, with its message, within seconds
+    (two / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    t = time.time()
+    r = torchrun_script(2, "DM/main_DM.py", *flags, "--Iteration", "4", "--resume", "--save_path", tmp_path / "two",
+                        "--init_cache", tmp_path / "cache2")
+    assert r.returncode != 0 and time.time() - t < 60
+    assert "error (rank 0 of 2): cannot read resume checkpoint" in r.stderr, r.stderr[-2000:]
 
 
 @needs_fmnist
@@ -184,3 +189,19 @@ def test_tm_two_processes_equal_one_process_with_two_trajectories(tmp_path):
     assert not (a["synset"]["state"]["images"] == single["synset"]["state"]["images"]).all()
     assert "2 trajectories per iteration, their gradients averaged" in (runs[1, True] / "log.txt").read_text()
     assert "split over 2 processes" in (runs[2, False] / "log.txt").read_text()
+
+
+@needs_fmnist
+def test_the_shipped_scripts_launch_through_torchrun_and_the_benchmark_runs_small(tmp_path, monkeypatch):
+    from tests.helpers import cli
+    monkeypatch.setenv("TORCHRUN", "--standalone --nproc_per_node 2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    r = cli("bash", "DM/scripts/run_pixel.sh", *SMALL, "--dataset", "FashionMNIST", "--Iteration", "1",
+            "--no-eval_at_start", "--save_path", str(tmp_path))
+    monkeypatch.delenv("TORCHRUN")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "2 processes (gloo)" in (run_folder(tmp_path, "DM") / "log.txt").read_text()
+    r = cli(sys.executable, "benchmarks/bench_dist.py", "--what", "eval", "--epochs", "1", "--n_test", "100")
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| evaluation"))
+    assert row.endswith("| x1.7 | yes |"), r.stdout

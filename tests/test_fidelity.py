@@ -303,7 +303,8 @@ def test_gpu_suite_dry_run_prints_the_plan_and_refuses_without_cuda():
     assert r.returncode == 0, r.stderr
     for step, what in (("tests", "DD_TEST_DEVICE=cuda"), ("bench", "bench_ddif.py --device cuda"),
                        ("3d", "--configs ucf_dipc1 ucf_budget modelnet10_ipc1"), ("tm", "bench_tm_memory.py --device cuda"),
-                       ("fit", "bench_fit.py --device cuda"), ("dm", "DM/main_DM.py --synset ddif")):
+                       ("fit", "bench_fit.py --device cuda"), ("dist", "bench_dist.py --device cuda"),
+                       ("dm", "DM/main_DM.py --synset ddif")):
         assert any(line.split()[:1] == [step] and what in line for line in r.stdout.splitlines()), (step, r.stdout)
     r = cli("bash", "benchmarks/gpu_suite.sh", "--only", "tm,fit,dm", "--dry-run")
     assert [line.split()[0] for line in r.stdout.splitlines()[1:]] == ["tm", "fit", "dm"]

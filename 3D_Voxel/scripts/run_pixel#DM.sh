@@ -5,6 +5,6 @@
 #   bash "run_pixel#DM.sh" --dataset VoxelFashionMNIST --model Conv3DNetW32 --res 16 --device cpu
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec "$PY" 3D_Voxel/main_DM.py --synset pixel --dataset "${DATASET:-ModelNet10}" --ipc "${IPC:-1}" \
+source scripts/launch.sh  # PYTHON, TORCHRUN (several processes)
+exec "${LAUNCH[@]}" 3D_Voxel/main_DM.py --synset pixel --dataset "${DATASET:-ModelNet10}" --ipc "${IPC:-1}" \
   --model Conv3DNet "$@"

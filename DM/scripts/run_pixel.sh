@@ -4,5 +4,5 @@
 #   bash run_pixel.sh --dataset CIFAR10 --ipc 10 --device cuda
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec "$PY" DM/main_DM.py --synset pixel --dataset "${DATASET:-CIFAR10}" --ipc "${IPC:-1}" --model ConvNet "$@"
+source scripts/launch.sh  # PYTHON, TORCHRUN (several processes)
+exec "${LAUNCH[@]}" DM/main_DM.py --synset pixel --dataset "${DATASET:-CIFAR10}" --ipc "${IPC:-1}" --model ConvNet "$@"

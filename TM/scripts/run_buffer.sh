@@ -10,7 +10,7 @@
 # A rerun continues after the files there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec "$PY" TM/buffer.py --dataset "${DATASET:-CIFAR10}" --model ConvNet --zca --num_experts 100 \
+source scripts/launch.sh  # PYTHON, TORCHRUN (several processes)
+exec "${LAUNCH[@]}" TM/buffer.py --dataset "${DATASET:-CIFAR10}" --model ConvNet --zca --num_experts 100 \
   --train_epochs 50 --lr_teacher 0.01 --mom 0 --l2 0 --batch_train 256 --save_interval 10 \
   --buffer_path buffers "$@"

@@ -7,6 +7,6 @@
 # The papers whiten CIFAR-10/100 with ZCA for TM, so --zca is explicit below.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec "$PY" TM/main_TM.py --synset pixel --dataset "${DATASET:-CIFAR10}" --ipc "${IPC:-1}" --model ConvNet --zca \
+source scripts/launch.sh  # PYTHON, TORCHRUN (several processes)
+exec "${LAUNCH[@]}" TM/main_TM.py --synset pixel --dataset "${DATASET:-CIFAR10}" --ipc "${IPC:-1}" --model ConvNet --zca \
   --buffer_path buffers "$@"

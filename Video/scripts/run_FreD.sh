@@ -5,6 +5,6 @@
 #   bash run_FreD.sh --dataset MovingFashionMNIST --model ConvNet3DW32 --device cpu
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PY=${PYTHON:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
-exec "$PY" Video/main_DM.py --synset fred --dataset "${DATASET:-miniUCF101}" --ipc "${IPC:-1}" --model ConvNet3D \
+source scripts/launch.sh  # PYTHON, TORCHRUN (several processes)
+exec "${LAUNCH[@]}" Video/main_DM.py --synset fred --dataset "${DATASET:-miniUCF101}" --ipc "${IPC:-1}" --model ConvNet3D \
   --short_clips shrink "$@"
