@@ -129,9 +129,9 @@ def main(argv=None) -> str:
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
         real = load_real(args).to(device)
     header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
-    done, next_file = existing_experts(folder, header)
+    # rank 0 reads the folder (the others get its answer) before any rank writes to it
+    done, next_file = dist.broadcast_object(existing_experts(folder, header) if dist.is_main() else None)
     os.makedirs(folder, exist_ok=True)
-    dist.barrier()  # every rank has read the folder before any writes to it
 
     def log(msg: str) -> None:
         line = f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {msg}"

@@ -169,10 +169,13 @@ def broadcast_tensors_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
 
 
 def sum_scalar(x: float) -> float:
-    """``x`` summed over the ranks."""
+    """``x`` summed over the ranks (in float64)."""
     if world_size() == 1:
         return x
-    return float(sum(gather_objects(float(x))))
+    device = torch.device("cuda", torch.cuda.current_device()) if backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([float(x)], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return float(t.item())
 
 
 def broadcast_object(obj=None, src: int = 0):
@@ -196,13 +199,20 @@ def to_cpu(obj):
     return obj
 
 
+def local_rank() -> int:
+    """This process's rank on its machine (torchrun's LOCAL_RANK; 0 in one process)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if world_size() > 1 else 0
+
+
 @contextlib.contextmanager
 def main_first():
-    """Rank 0 runs the block first (and fills any cache it builds); the other ranks run it after."""
-    if not is_main():
+    """The first process of each machine (LOCAL_RANK 0) runs the block first and fills any cache it builds on
+    that machine's disk; the machine's other processes run it after, reading the cache."""
+    first = local_rank() == 0
+    if not first:
         barrier()
     yield
-    if is_main():
+    if first:
         barrier()
 
 

@@ -179,7 +179,7 @@ def run_distillation(args, objective_cls) -> dict:
     if dist.world_size() > 1:
         resume_keys = ("optimizer", "objective", "iteration", "best")
         shared = dist.broadcast_object({"synset": synset.payload(),
-                                        "state": {k: state.get(k) for k in resume_keys} if state else None}
+                                        "state": {k: state[k] for k in resume_keys if k in state} if state else None}
                                        if dist.is_main() else None)
         if not dist.is_main():
             synset.load_payload(shared["synset"], "the set rank 0 sent")

@@ -251,6 +251,10 @@ class TrajectoryMatching:
                       num_params=self.layout.num_params)
         self.experts = load_experts(expert_dir(args), args, args.load_all, args.max_files, args.max_experts,
                                     expect=expect, min_epochs=args.max_start_epoch - 1 + args.expert_epochs)
+        counts = dist.gather_objects(len(self.experts))
+        if len(set(counts)) > 1:
+            raise UserError(f"the processes see different numbers of experts in {expert_dir(args)} ({counts}, in rank "
+                            f"order); every machine needs the same expert files")
         ctx.record.log(f"TM: {self.experts.describe()}; {args.syn_steps} student steps on batches of "
                        f"{args.batch_syn or 'all'} of {ctx.synset.n_total} instances, start epoch < "
                        f"{args.max_start_epoch}, target {args.expert_epochs} epochs later; gradient by "
@@ -322,9 +326,14 @@ class TrajectoryMatching:
         return {"syn_lr": float(self.syn_lr.detach())}
 
     def state_dict(self) -> dict:
-        return {"syn_lr": self.syn_lr.detach().cpu(), "lr_optimizer": self.lr_optimizer.state_dict()}
+        return {"syn_lr": self.syn_lr.detach().cpu(), "lr_optimizer": self.lr_optimizer.state_dict(),
+                "trajectories": self.n_traj}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():
             self.syn_lr.copy_(state["syn_lr"])
         self.lr_optimizer.load_state_dict(state["lr_optimizer"])
+        before = state.get("trajectories", 1)
+        if before != self.n_traj:
+            self.ctx.record.log(f"note: the checkpoint's iterations took {before} trajectories each, the resumed "
+                                f"ones take {self.n_traj} (--trajectories, or the number of processes)")

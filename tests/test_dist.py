@@ -7,7 +7,7 @@ import sys
 import time
 
 from common import dist
-from tests.helpers import REPO, needs_fmnist
+from tests.helpers import REPO, TEST_DEVICE, assert_same_run, needs_fmnist
 
 
 def test_single_process_helpers_are_no_ops():
@@ -26,24 +26,12 @@ def torchrun(n: int, *args, timeout=300) -> subprocess.CompletedProcess:
 
 
 @needs_fmnist
-def test_evaluation_split_over_two_processes_equals_one_process(tmp_path):
-    one, two = tmp_path / "one.json", tmp_path / "two.json"
-    r1 = torchrun(1, one)
-    assert r1.returncode == 0, r1.stderr[-2000:]
-    r2 = torchrun(2, two)
-    assert r2.returncode == 0, r2.stderr[-2000:]
-    a, b = json.loads(one.read_text()), json.loads(two.read_text())
-    assert a["world"] == 1 and b["world"] == 2 and len(b["accs"]) == 3
-    assert a["accs"] == b["accs"]  # network k has the same seeds on whichever rank trains it
-
-
-@needs_fmnist
 def test_an_error_on_rank_1_ends_both_processes_with_its_message(tmp_path):
     t = time.time()
     r = torchrun(2, tmp_path / "x.json", "fail", timeout=120)
     assert r.returncode != 0
     assert "rank 1 failed on purpose" in r.stderr
-    assert time.time() - t < 90
+    assert time.time() - t < 30  # about 6 s here, most of it start-up
     assert not (tmp_path / "x.json").exists()
 
 
@@ -77,9 +65,10 @@ def test_two_processes_build_the_expert_files_one_process_builds(tmp_path):
     assert log.count("training experts 0..4") == 1 and "2 processes" in log
 
 
-# a small real run, as tests/helpers.py's SMALL_DISTILL, on the CPU (gloo)
+# a small real run, as tests/helpers.py's SMALL_DISTILL, on TEST_DEVICE (CPU: gloo; one GPU (gpu_suite.sh):
+# the 2 processes share it, through gloo)
 DATA = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_class", "40", "--n_test", "200",
-        "--no-progress", "--device", "cpu"]
+        "--no-progress", "--device", TEST_DEVICE]
 SMALL = DATA + ["--batch_real", "16", "--num_eval", "2", "--epoch_eval_train", "3",
          "--epochs_init", "100", "--save_it", "1"]
 
@@ -100,18 +89,30 @@ def load(run, name="checkpoint.pt"):
 
 
 def assert_same_state(a: dict, b: dict) -> None:
-    """Two checkpoints' sets and optimiser states: equal (the split changes no arithmetic on the CPU)."""
-    import torch
+    """Two checkpoints' sets and optimiser states: equal on the CPU (the split changes no arithmetic there);
+    close on CUDA."""
     assert a["iteration"] == b["iteration"]
     for k, v in a["synset"]["state"].items():
-        assert torch.equal(v, b["synset"]["state"][k]), k
+        assert_same_run(v, b["synset"]["state"][k])
     for i, st in a["optimizer"]["state"].items():
         for k, v in st.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][i][k])), (i, k)
+            assert_same_run(v, b["optimizer"]["state"][i][k])
 
 
 def accuracies(run) -> list:
+    """(iteration, mean, std) of every evaluation."""
     return [(r["iteration"], r["acc_mean"], r["acc_std"]) for r in map(json.loads, (run / "metrics.jsonl").open())]
+
+
+def assert_same_accuracies(a, b) -> None:
+    """The same evaluations: equal on the CPU; on CUDA (cuDNN's weight gradients are not deterministic) the same
+    iterations and means within 5 points."""
+    a, b = accuracies(a), accuracies(b)
+    if TEST_DEVICE == "cpu":
+        assert a == b
+    else:
+        assert [r[0] for r in a] == [r[0] for r in b]
+        assert all(abs(x[1] - y[1]) < 0.05 for x, y in zip(a, b)), (a, b)
 
 
 @needs_fmnist
@@ -128,7 +129,8 @@ def test_dm_ddif_two_processes_equal_one_also_resumed_and_only_rank_0_writes(tmp
     assert r.stdout.count("filled:") == 1  # the resolved flags are reported once
     one, two = run_folder(tmp_path / "one", "DM"), run_folder(tmp_path / "two", "DM")
     assert_same_state(load(one), load(two))
-    assert accuracies(one) == accuracies(two) and [i for i, *_ in accuracies(two)] == [0, 3]
+    assert_same_accuracies(one, two)
+    assert [i for i, *_ in accuracies(two)] == [0, 3]
     assert files_of(two) == sorted(files_of(one) + ["imgs/syn_000002.png"])  # the stop at 2 evaluated there
     assert not [f for f in files_of(two) if ".tmp" in f]
     log = (two / "log.txt").read_text()
@@ -139,12 +141,15 @@ def test_dm_ddif_two_processes_equal_one_also_resumed_and_only_rank_0_writes(tmp
     outs = {}
     for n in (1, 2):
         r = torchrun_script(n, "DM/eval.py", "--ckpt", two / "synset_best.pt", "--num_eval", "3",
-                            "--epoch_eval_train", "2", "--n_test", "100", "--device", "cpu", "--no-progress",
+                            "--epoch_eval_train", "2", "--n_test", "100", "--device", TEST_DEVICE, "--no-progress",
                             "--json_out", tmp_path / f"eval{n}.json")
         assert r.returncode == 0, r.stderr[-2000:]
         assert r.stdout.count("accuracy") == 1, r.stdout
         outs[n] = json.loads((tmp_path / f"eval{n}.json").read_text())
-    assert outs[1] == outs[2]
+    if TEST_DEVICE == "cpu":
+        assert outs[1] == outs[2]
+    else:  # cuDNN's weight gradients are not deterministic
+        assert abs(outs[1]["ConvNetW32"]["acc_mean"] - outs[2]["ConvNetW32"]["acc_mean"]) < 0.05
     # a resume checkpoint rank 0 cannot read: both processes end, with its message, within seconds
     (two / "checkpoint.pt").write_bytes(b"not a checkpoint")
     t = time.time()
@@ -156,7 +161,7 @@ def test_dm_ddif_two_processes_equal_one_also_resumed_and_only_rank_0_writes(tmp
 
 @needs_fmnist
 def test_dc_two_processes_equal_one(tmp_path):
-    flags = SMALL + ["--synset", "fred", "--ipc", "2", "--outer_loop", "2", "--inner_loop", "1", "--Iteration", "2",
+    flags = SMALL + ["--synset", "fred", "--outer_loop", "2", "--inner_loop", "1", "--Iteration", "2",
                      "--eval_it", "100", "--no-eval_at_start"]
     runs = {}
     for n in (1, 2):
@@ -164,7 +169,7 @@ def test_dc_two_processes_equal_one(tmp_path):
         assert r.returncode == 0, r.stderr[-2000:]
         runs[n] = run_folder(tmp_path / f"p{n}", "DC")
     assert_same_state(load(runs[1]), load(runs[2]))
-    assert accuracies(runs[1]) == accuracies(runs[2])
+    assert_same_accuracies(runs[1], runs[2])
     assert files_of(runs[1]) == files_of(runs[2])
 
 
@@ -183,8 +188,8 @@ def test_tm_two_processes_equal_one_process_with_two_trajectories(tmp_path):
         runs[n, bool(extra)] = run_folder(tmp_path / f"p{n}{extra[:1]}", "TM")
     a, b, single = load(runs[1, True]), load(runs[2, False]), load(runs[1, False])
     assert_same_state(a, b)
-    assert a["objective"]["syn_lr"] == b["objective"]["syn_lr"]
-    assert accuracies(runs[1, True]) == accuracies(runs[2, False])
+    assert_same_run(a["objective"]["syn_lr"], b["objective"]["syn_lr"])
+    assert_same_accuracies(runs[1, True], runs[2, False])
     # two trajectories per iteration are not one
     assert not (a["synset"]["state"]["images"] == single["synset"]["state"]["images"]).all()
     assert "2 trajectories per iteration, their gradients averaged" in (runs[1, True] / "log.txt").read_text()
@@ -192,7 +197,7 @@ def test_tm_two_processes_equal_one_process_with_two_trajectories(tmp_path):
 
 
 @needs_fmnist
-def test_the_shipped_scripts_launch_through_torchrun_and_the_benchmark_runs_small(tmp_path, monkeypatch):
+def test_the_shipped_scripts_launch_through_torchrun(tmp_path, monkeypatch):
     from tests.helpers import cli
     monkeypatch.setenv("TORCHRUN", "--standalone --nproc_per_node 2")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -201,7 +206,3 @@ def test_the_shipped_scripts_launch_through_torchrun_and_the_benchmark_runs_smal
     monkeypatch.delenv("TORCHRUN")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "2 processes (gloo)" in (run_folder(tmp_path, "DM") / "log.txt").read_text()
-    r = cli(sys.executable, "benchmarks/bench_dist.py", "--what", "eval", "--epochs", "1", "--n_test", "100")
-    assert r.returncode == 0, r.stderr[-2000:]
-    row = next(line for line in r.stdout.splitlines() if line.startswith("| evaluation"))
-    assert row.endswith("| x1.7 | yes |"), r.stdout
