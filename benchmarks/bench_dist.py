@@ -28,8 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parent.parent  # on the workers' PYTHONPATH (they import TM.buffer)
 
 
 def worker(a) -> None:

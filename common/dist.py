@@ -117,19 +117,28 @@ def gather_objects(obj) -> list:
     return out
 
 
+def _in_one_message(tensors: list[torch.Tensor], collective) -> None:
+    """Run ``collective`` (in place on one flat tensor) over ``tensors``, one message per dtype, and copy the
+    result back into them. gloo cannot take CUDA tensors there, so for gloo they travel through the CPU."""
+    by_dtype: dict = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.detach().reshape(-1) for t in group])
+        via_cpu = flat.is_cuda and dist.get_backend() == "gloo"
+        buf = flat.cpu() if via_cpu else flat
+        collective(buf)
+        flat = buf.to(flat.device) if via_cpu else buf
+        with torch.no_grad():
+            for t, part in zip(group, flat.split([t.numel() for t in group])):
+                t.copy_(part.view_as(t))
+
+
 def all_reduce_sum_(tensors: Sequence[torch.Tensor]) -> None:
-    """Sum the tensors over the ranks, in place, in one message (one process: nothing to do)."""
+    """Sum the tensors over the ranks, in place, in one message per dtype (one process: nothing to do)."""
     tensors = list(tensors)
-    if world_size() == 1 or not tensors:
-        return
-    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
-    gloo_on_gpu = flat.is_cuda and dist.get_backend() == "gloo"
-    buf = flat.cpu() if gloo_on_gpu else flat
-    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
-    flat = buf.to(flat.device) if gloo_on_gpu else buf
-    with torch.no_grad():
-        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-            t.copy_(part.view_as(t))
+    if world_size() > 1 and tensors:
+        _in_one_message(tensors, lambda buf: dist.all_reduce(buf, op=dist.ReduceOp.SUM))
 
 
 def sum_gradients_(params: Sequence[torch.Tensor]) -> None:
@@ -139,33 +148,20 @@ def sum_gradients_(params: Sequence[torch.Tensor]) -> None:
     params = list(params)
     if world_size() == 1 or not params:
         return
-    device = params[0].device
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=params[0].device)
     all_reduce_sum_([has])
     live = [p for p, h in zip(params, has.tolist()) if h > 0]
     for p in live:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
-    by_dtype: dict = {}
-    for p in live:
-        by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    for grads in by_dtype.values():
-        all_reduce_sum_(grads)
+    all_reduce_sum_([p.grad for p in live])
 
 
 def broadcast_tensors_(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
-    """Overwrite each tensor with rank ``src``'s, in place (one process: nothing to do)."""
+    """Overwrite each floating-point tensor with rank ``src``'s, in place (one process: nothing to do)."""
     tensors = [t for t in tensors if t.is_floating_point()]
-    if world_size() == 1 or not tensors:
-        return
-    flat = torch.cat([t.detach().reshape(-1).to(tensors[0].dtype) for t in tensors])
-    gloo_on_gpu = flat.is_cuda and dist.get_backend() == "gloo"
-    buf = flat.cpu() if gloo_on_gpu else flat
-    dist.broadcast(buf, src=src)
-    flat = buf.to(flat.device) if gloo_on_gpu else buf
-    with torch.no_grad():
-        for t, part in zip(tensors, flat.split([t.numel() for t in tensors])):
-            t.copy_(part.view_as(t))
+    if world_size() > 1 and tensors:
+        _in_one_message(tensors, lambda buf: dist.broadcast(buf, src=src))
 
 
 def sum_scalar(x: float) -> float:

@@ -241,8 +241,9 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     args, synset, record = ctx.args, ctx.synset, ctx.record
     with torch.no_grad():
         images, labels = synset.get()
-    for stem in (f"syn_{it:06d}", "syn_latest") if dist.is_main() else ():
-        save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
+    if dist.is_main():
+        for stem in (f"syn_{it:06d}", "syn_latest"):
+            save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
     t = time.time()
     cfg = ctx.eval_cfg  # an objective with eval_lr() (TM: the learned step size) sets the evaluation lr
     if hasattr(objective, "eval_lr"):

@@ -136,8 +136,9 @@ def main(argv=None) -> dict:
                          seed=a.seed, progress=a.progress)
         pool = get_eval_pool(a.eval_mode, model)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
-        for m, (mean, std) in results.items() if dist.is_main() else ():
-            print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
+        if dist.is_main():  # every rank has the results; one prints and writes them
+            for m, (mean, std) in results.items():
+                print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
         if a.json_out and dist.is_main():
             atomic_write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
                                                       results.items()}, indent=2) + "\n")

@@ -18,9 +18,10 @@ def test_single_process_helpers_are_no_ops():
     dist.barrier()
 
 
-def torchrun(n: int, *args, timeout=300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-           "tests/dist_worker.py", *map(str, args)]
+def torchrun_script(n: int, script: str, *args, timeout=300) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node n script *args`` from the repository root, one thread per process."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", script,
+           *map(str, args)]
     env = {"OMP_NUM_THREADS": "1", "DD_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
@@ -28,18 +29,11 @@ def torchrun(n: int, *args, timeout=300) -> subprocess.CompletedProcess:
 @needs_fmnist
 def test_an_error_on_rank_1_ends_both_processes_with_its_message(tmp_path):
     t = time.time()
-    r = torchrun(2, tmp_path / "x.json", "fail", timeout=120)
+    r = torchrun_script(2, "tests/dist_worker.py", tmp_path / "x.json", "fail", timeout=120)
     assert r.returncode != 0
     assert "rank 1 failed on purpose" in r.stderr
     assert time.time() - t < 30  # about 6 s here, most of it start-up
     assert not (tmp_path / "x.json").exists()
-
-
-def torchrun_script(n: int, script: str, *args, timeout=300) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", script,
-           *map(str, args)]
-    env = {"OMP_NUM_THREADS": "1", "DD_NO_DOWNLOAD": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 @needs_fmnist
