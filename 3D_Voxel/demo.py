@@ -15,11 +15,10 @@ import argparse
 import importlib
 import os
 import time
-from pathlib import Path
 
 from common.cli import run_main
 from common.data import voxel_fmnist as vfm
-from common.demo import find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import build_once, find_run, flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
 
 PROTOCOLS = {
@@ -33,12 +32,6 @@ SYNSETS = ("ddif", "fred", "pixel")
 DATASET = "VoxelFashionMNIST"
 
 
-def ensure_dataset(data_path: str) -> None:
-    if not (Path(data_path) / vfm.NAME / f"{vfm.PREFIX}_shape_names.txt").is_file():
-        print(f"building Voxel Fashion-MNIST in {data_path} (once)")
-        vfm.build(data_path, data_path=data_path, progress=True)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/voxel_demo", help="where the runs and the table go (replaced)")
@@ -48,7 +41,7 @@ def main(argv=None):
     p.add_argument("--objectives", nargs="+", default=["DC", "DM"], choices=["DC", "DM"])
     a = p.parse_args(argv)
     proto = dict(PROTOCOLS[a.protocol])
-    prepare(a.out, a.device, lambda: ensure_dataset(a.data_path))
+    prepare(a.out, a.device, lambda: build_once(vfm, vfm.SHAPE_NAMES, a.data_path))
     model, res, iterations = proto.pop("model"), proto.pop("res"), proto.pop("iterations")
     evaluation = {k: proto[k] for k in ("num_eval", "epoch_eval_train", "n_test")}
     base = ["--dataset", DATASET, "--ipc", "1", "--model", model, "--res", str(res), "--device", a.device,

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 
 from common.cli import run_main
 from common.data import moving_fmnist as mfm
-from common.demo import find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import build_once, find_run, flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
 from Video.main_DM import main as dm_main
 
@@ -36,12 +35,6 @@ SYNSETS = ("ddif", "fred", "pixel")
 DATASET = "MovingFashionMNIST"
 
 
-def ensure_dataset(data_path: str) -> None:
-    if not (Path(data_path) / mfm.NAME / mfm.CSV_NAME).is_file():
-        print(f"building Moving Fashion-MNIST in {data_path} (once)")
-        mfm.build(data_path, data_path=data_path, progress=True)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/video_demo", help="where the runs and the table go (replaced)")
@@ -51,7 +44,7 @@ def main(argv=None):
     p.add_argument("--synsets", nargs="+", default=list(SYNSETS), choices=list(SYNSETS))
     a = p.parse_args(argv)
     proto = dict(PROTOCOLS[a.protocol])
-    prepare(a.out, a.device, lambda: ensure_dataset(a.data_path))
+    prepare(a.out, a.device, lambda: build_once(mfm, mfm.CSV_NAME, a.data_path))
     model = proto.pop("model")
     evaluation = {k: proto[k] for k in ("num_eval", "epoch_eval_train", "n_test")}
     base = ["--dataset", DATASET, "--ipc", "1", "--model", model, "--device", a.device, "--data_path", a.data_path,

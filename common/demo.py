@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 from typing import Callable, Optional
 
 from . import dist
@@ -21,6 +22,14 @@ def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -
             if build is not None:
                 build()
             shutil.rmtree(out, ignore_errors=True)
+
+
+def build_once(module, marker: str, data_path: str) -> None:
+    """Build the offline dataset ``module`` (common.data.moving_fmnist or voxel_fmnist) in ``data_path`` unless its
+    folder already holds ``marker``, a file the build writes."""
+    if not (Path(data_path) / module.NAME / marker).is_file():
+        print(f"building {module.NAME} in {data_path} (once)")
+        module.build(data_path, data_path=data_path, progress=True)
 
 
 def publish(out: str, table: str, rows: list, where: str) -> None:

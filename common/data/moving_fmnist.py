@@ -140,7 +140,7 @@ def make_clip(image: np.ndarray, rng: np.random.Generator, size: int = SIZE, fra
 
 def clip_rng(seed: int, split: str, c: int, i: int) -> np.random.Generator:
     """The generator of clip ``i`` of class ``c`` in ``split``: it depends on nothing else."""
-    return np.random.default_rng(np.random.SeedSequence([_SEED_CLIP, seed, SPLITS.index(split), c, i]))
+    return offline.rng(_SEED_CLIP, seed, split, c, i)
 
 
 def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str) -> np.ndarray:

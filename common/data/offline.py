@@ -38,6 +38,12 @@ def load_sources(data_path: str | os.PathLike = "data") -> SourceImages:
     return SourceImages(raw.x_train[:, 0].numpy(), raw.y_train.numpy(), raw.x_test[:, 0].numpy(), raw.y_test.numpy())
 
 
+def rng(stream: int, seed: int, split: str, *keys: int) -> np.random.Generator:
+    """A generator seeded with (stream, seed, split, *keys) and nothing else: ``stream`` keeps each dataset's (and
+    each use's) numbers its own, ``keys`` name the class (and the item within it)."""
+    return np.random.default_rng(np.random.SeedSequence([stream, seed, SPLITS.index(split), *keys]))
+
+
 def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str, stream: int) -> np.ndarray:
     """(num_classes, per_class) indices into the images of ``split`` whose labels are ``labels``: for each class,
     ``per_class`` distinct images of that class, a random prefix of a permutation seeded with (stream, seed,
@@ -50,8 +56,7 @@ def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str, st
         if len(idx) < per_class:
             raise UserError(f"--{split}_per_class {per_class} is more than the {len(idx)} {split} images of "
                             f"Fashion-MNIST class {c} ({FASHION_MNIST_CLASSES[c]})")
-        rng = np.random.default_rng(np.random.SeedSequence([stream, seed, SPLITS.index(split), c]))
-        out[c] = idx[rng.permutation(len(idx))[:per_class]]
+        out[c] = idx[rng(stream, seed, split, c).permutation(len(idx))[:per_class]]
     return out
 
 

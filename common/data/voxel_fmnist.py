@@ -200,7 +200,7 @@ def format_points(points: np.ndarray) -> str:
 def shape_rng(seed: int, split: str, c: int, i: int) -> np.random.Generator:
     """The generator of shape ``i`` (0-based within its split) of class ``c`` in ``split``: it depends on
     nothing else."""
-    return np.random.default_rng(np.random.SeedSequence([_SEED_SHAPE, seed, SPLITS.index(split), c, i]))
+    return offline.rng(_SEED_SHAPE, seed, split, c, i)
 
 
 def choose_sources(labels: np.ndarray, per_class: int, seed: int, split: str) -> np.ndarray:
