@@ -180,8 +180,10 @@ class DSA:
         ch, cw = int(h * self.params.cutout + 0.5), int(w * self.params.cutout + 0.5)
         if ch == 0 or cw == 0:
             return x
-        top = d.integers("cutout_y", 0, h - 1) - ch // 2  # square centred on a random pixel, clipped
-        left = d.integers("cutout_x", 0, w - 1) - cw // 2
+        # the square's centre, as the original: randint(0, size + (1 - side % 2)) per axis, i.e. [0, size] for an
+        # even side (the square then clips at the far edge as far as at the near one), [0, size - 1] for an odd one
+        top = d.integers("cutout_y", 0, h - ch % 2) - ch // 2
+        left = d.integers("cutout_x", 0, w - cw % 2) - cw // 2
         r = torch.arange(h, device=x.device).view(1, h) - top.view(n, 1)
         k = torch.arange(w, device=x.device).view(1, w) - left.view(n, 1)
         inside = ((r >= 0) & (r < ch)).view(n, h, 1) & ((k >= 0) & (k < cw)).view(n, 1, w)

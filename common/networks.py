@@ -250,16 +250,35 @@ class ResNet(EmbedNet):
         self.classifier = nn.Linear(in_planes, num_classes)
 
 
+class _ClipHeadPool(nn.Module):
+    """ConvNet3D's head pooling: (B, C, T', H', W') -> (B, C, T' - 1, 1, 1), the mean over H', W' and over each
+    pair of adjacent time steps (stride 1); a single time step is kept as it is.
+
+    The original pools with AvgPool3d of kernel (2, 2, 2), stride 1, when the input side is above 64, else
+    kernel (2, 1, 1), stride 1, and then squeezes H and W. At depth 3 that works for sides 43-64 (1x1 features)
+    and 107-170 (2x2 features), 112 included, and there it equals this pooling. For sides 65-106 (1x1 features
+    under a 2x2 kernel), 171 and above (3x3 and larger features) and clips with one time step left the
+    original fails; this pooling keeps its rule there: average over space and over adjacent time steps."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.mean(dim=(3, 4), keepdim=True)
+        return nn.functional.avg_pool3d(x, (2, 1, 1), stride=1) if x.shape[2] >= 2 else x
+
+
 class ConvNet3D(EmbedNet):
     """Video ConvNet of video distillation, for clips (B, C, T, H, W) with any number of channels C.
 
     `depth` blocks of Conv3d (kernel (3, 7, 7), stride (1, 2, 2), padding (1, 3, 3)) -> ReLU -> MaxPool3d,
-    no normalisation; the first block has `width // 2` channels and pools H, W only (kernel and stride
-    (1, 2, 2)), every later block has `width` channels and pools 2x2x2. The head averages over H and W
-    (keeping T), applies Dropout(`dropout`) and a 1x1x1 conv to `num_classes`, then takes the max over time.
-    `embed(x)` is the flattened output of the blocks (2048-d for 16x112x112 clips at the default width 128);
-    there is no `classifier` attribute. A clip too small for `depth` blocks is a UserError.
+    no normalisation; the first block has 64 channels whatever `width` is (as the original's
+    ``64 if d == 0 else net_width``) and pools H, W only (kernel and stride (1, 2, 2)); every later block has
+    `width` channels and pools 2x2x2. The head (:class:`_ClipHeadPool`) averages over H, W and over each pair of
+    adjacent time steps, applies Dropout(`dropout`) and a 1x1x1 conv to `num_classes`, then takes the max over
+    the remaining time steps. `embed(x)` is the flattened output of the blocks (2048-d for 16x112x112 clips at
+    the default width 128); there is no `classifier` attribute. A clip too small for `depth` blocks is a
+    UserError.
     """
+
+    FIRST_WIDTH = 64  # channels of the first block, whatever the width (the original's)
 
     # (kernel, padding, stride) of the block convs along T and along H, W
     _T_CONV, _HW_CONV = (3, 1, 1), (7, 3, 2)
@@ -271,8 +290,8 @@ class ConvNet3D(EmbedNet):
             raise UserError(f"ConvNet3D is for clips (C, T, H, W): im_size must be (T, H, W), got {tuple(im_size)}")
         if depth < 1:
             raise UserError(f"ConvNet3D depth must be >= 1, got {depth}")
-        if width < 2:
-            raise UserError(f"ConvNet3D width must be >= 2 (its first block has width // 2 channels), got {width}")
+        if width < 1:
+            raise UserError(f"ConvNet3D width must be >= 1, got {width}")
         out = self.output_size(im_size, depth)
         if min(out) < 1:
             min_t, min_side = self.min_clip_size(depth)
@@ -282,19 +301,19 @@ class ConvNet3D(EmbedNet):
         layers: list[nn.Module] = []
         in_channels = channel
         for d in range(depth):
-            out_channels = width // 2 if d == 0 else width
+            out_channels = self.FIRST_WIDTH if d == 0 else width
             (kt, pt, st), (ks, ps, ss) = self._T_CONV, self._HW_CONV
             layers += [nn.Conv3d(in_channels, out_channels, kernel_size=(kt, ks, ks), stride=(st, ss, ss),
                                  padding=(pt, ps, ps)), nn.ReLU()]
             layers.append(nn.MaxPool3d((1, 2, 2), (1, 2, 2)) if d == 0 else nn.MaxPool3d(2, 2))
             in_channels = out_channels
         self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool3d((None, 1, 1)), nn.Dropout(dropout),
+        self.head = nn.Sequential(_ClipHeadPool(), nn.Dropout(dropout),
                                   nn.Conv3d(in_channels, num_classes, kernel_size=1))
         self.feature_size = out  # (T, H, W) of the features; embed(x) has width * prod(out) entries
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x)).flatten(2).amax(dim=2)  # (B, K, T, 1, 1) -> max over time
+        return self.head(self.features(x)).flatten(2).amax(dim=2)  # (B, K, T' - 1, 1, 1) -> max over time
 
     @classmethod
     def _axis_size(cls, size: int, depth: int, temporal: bool) -> int:

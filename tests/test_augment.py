@@ -130,6 +130,32 @@ def test_crop_and_cutout_zero_fill():
     assert (zeros > 0).all() and (zeros <= 8 * 8).all()  # one square of side 0.5 * 16, clipped at the border
 
 
+def _original_cutout_masks(h: int, w: int, ratio: float = 0.5) -> set:
+    """Every mask the original DSA cutout can make on an h x w image, computed its way: the centre drawn by
+    randint(0, size + (1 - side % 2)) per axis (high exclusive), the square's rows and columns clamped into the
+    image, those pixels zeroed."""
+    ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
+    masks = set()
+    for cy in range(0, h + (1 - ch % 2)):
+        for cx in range(0, w + (1 - cw % 2)):
+            m = np.ones((h, w), dtype=np.uint8)
+            rows = np.clip(np.arange(ch) + cy - ch // 2, 0, h - 1)
+            cols = np.clip(np.arange(cw) + cx - cw // 2, 0, w - 1)
+            m[np.ix_(rows, cols)] = 0
+            masks.add(m.tobytes())
+    return masks
+
+
+@pytest.mark.parametrize("h, w", [(16, 16), (28, 28), (15, 20)])
+def test_cutout_centres_cover_the_originals_range(h, w):
+    """The square's centre is drawn from [0, size] for an even side (the original's randint(0, size + 1)), so
+    the square clips as far at the bottom/right edge as at the top/left; odd sides from [0, size - 1]."""
+    x = torch.ones(16384, 1, h, w)  # 29 x 29 centres at 28 x 28: every one is drawn
+    cut = DSA("cutout").per_sample(x, 3)[:, 0]
+    seen = {m.tobytes() for m in cut.to(torch.uint8).numpy()}
+    assert seen == _original_cutout_masks(h, w)
+
+
 def test_single_op_picks_one_group():
     x = _images(8)
     both = DSA("flip_cutout")

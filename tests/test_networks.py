@@ -225,15 +225,51 @@ def test_convnet3d_default_architecture():
     assert sum(p.numel() for p in model.parameters()) == (3 * 64 + 64 * 128 + 128 * 128) * 147 + 320 + 1290
 
 
+@pytest.mark.parametrize("size, kernel", [((16, 112, 112), (2, 2, 2)), ((8, 64, 64), (2, 1, 1)),
+                                          ((16, 128, 128), (2, 2, 2)), ((8, 48, 48), (2, 1, 1))])
+def test_convnet3d_head_is_the_originals(size, kernel):
+    """Where the original's head works (features 2x2 above 64 px, 1x1 up to 64 px), the logits are its logits:
+    AvgPool3d(kernel, stride 1) -- (2, 2, 2) when the side is above 64, else (2, 1, 1), so adjacent time steps
+    are averaged -- then the 1x1x1 conv, squeeze H and W, and the max over the remaining time steps."""
+    torch.manual_seed(0)
+    model = get_network("ConvNet3D", 3, 7, size).eval()  # eval: dropout is the identity
+    x = _clip(3, size, 2)
+    with torch.no_grad():
+        feats = model.features(x)
+        assert feats.shape[3:] == ((2, 2) if size[1] > 64 else (1, 1))
+        ref = model.head[2](nn.AvgPool3d(kernel, stride=1)(feats)).squeeze(3).squeeze(3)
+        ref = torch.max(ref, 2)[0]
+        torch.testing.assert_close(model(x), ref)
+
+
+@pytest.mark.parametrize("size", [(16, 96, 96), (4, 64, 64), (8, 180, 180)])
+def test_convnet3d_head_generalises_where_the_original_fails(size):
+    """96 px (1x1 features under the original's 2x2 kernel), 4 frames (one time step left) and 180 px (3x3
+    features): the mean over space and over adjacent time steps, then the max over time."""
+    torch.manual_seed(0)
+    model = get_network("ConvNet3D", 3, 5, size).eval()
+    x = _clip(3, size, 2)
+    with torch.no_grad():
+        feats = model.features(x)
+        pooled = feats.mean(dim=(3, 4))
+        if pooled.shape[2] >= 2:
+            pooled = (pooled[:, :, 1:] + pooled[:, :, :-1]) / 2
+        conv = model.head[2]
+        ref = torch.einsum("kc,bct->bkt", conv.weight.flatten(1), pooled) + conv.bias.view(1, -1, 1)
+        torch.testing.assert_close(model(x), ref.amax(dim=2))
+
+
 @pytest.mark.parametrize("name, widths", [
-    ("ConvNet3D", (64, 128, 128)), ("ConvNet3DW32", (16, 32, 32)), ("ConvNet3DW64", (32, 64, 64)),
-    ("ConvNet3DW128", (64, 128, 128)), ("ConvNet3DW256", (128, 256, 256)), ("ConvNet3DD1", (64,)),
+    ("ConvNet3D", (64, 128, 128)), ("ConvNet3DW32", (64, 32, 32)), ("ConvNet3DW64", (64, 64, 64)),
+    ("ConvNet3DW128", (64, 128, 128)), ("ConvNet3DW256", (64, 256, 256)), ("ConvNet3DD1", (64,)),
     ("ConvNet3DD2", (64, 128)), ("ConvNet3DD3", (64, 128, 128)), ("ConvNet3DD4", (64, 128, 128, 128)),
-    ("ConvNet3DD5", (64, 128, 128, 128, 128)), ("ConvNet3DW10", (5, 10, 10))])
+    ("ConvNet3DD5", (64, 128, 128, 128, 128)), ("ConvNet3DW10", (64, 10, 10))])
 def test_convnet3d_names(name, widths):
+    """The first block is 64 wide whatever the width, as the original's ``64 if d == 0 else net_width``."""
     model = get_network(name, 1, 10, (32, 704, 704))  # large enough for depth 5; building is cheap
     assert isinstance(model, ConvNet3D)
     assert tuple(c.out_channels for c in _convs(model)) == widths
+    assert model.head[2].in_channels == widths[-1]  # the head reads the last block (64 wide at depth 1)
     pools = [m for m in model.features if isinstance(m, nn.MaxPool3d)]
     assert [p.kernel_size for p in pools] == [(1, 2, 2)] + [2] * (len(widths) - 1)
 
@@ -292,7 +328,7 @@ def test_convnet3d_min_clip_size_is_exact(depth, expected):
     assert model.feature_size == (1, 1, 1)
     assert model(_clip(1, (min_t, min_side, min_side))).shape == (2, 3)
     features = model.embed(_clip(1, (min_t, min_side, min_side)))
-    assert features.shape == (2, 2 if depth == 1 else 4)  # a single block has width // 2 channels
+    assert features.shape == (2, 64 if depth == 1 else 4)  # a single block is the 64-wide first block
     for size in [(min_t - 1, min_side, min_side), (min_t, min_side - 1, min_side), (min_t, min_side, min_side - 1)]:
         if min(size) >= 1:
             with pytest.raises(UserError, match=str(min_side)):
