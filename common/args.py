@@ -34,8 +34,9 @@ def add_common_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--frame_gap", type=int, default=None,
                    help="video: distance between sampled frames (None: the dataset's; UCF101/HMDB51 4)")
     g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
-                   help="video: a clip shorter than (frames - 1) * frame_gap + 1 frames is an error, or is sampled "
-                        "with a smaller gap as the original code does (shrink)")
+                   help="video: a clip shorter than (frames - 1) * frame_gap + 1 frames is an error (error), or, as "
+                        "the original code, every clip of fewer than frames * frame_gap frames is sampled with the gap "
+                        "length // frames (shrink)")
     g.add_argument("--solid", action=Bool, default=False,
                    help="voxels: fill the inside of each shape's surface (default: surface occupancy, as the original)")
     g.add_argument("--clip_seed", type=int, default=0,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from . import dist
-from .runlog import atomic_write_text
+from .atomic import write_text
 
 
 def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -> None:
@@ -37,8 +37,8 @@ def publish(out: str, table: str, rows: list, where: str) -> None:
     if not dist.is_main():
         return
     print("\n" + table)
-    atomic_write_text(os.path.join(out, "results.md"), table + "\n")
-    atomic_write_text(os.path.join(out, "results.json"), json.dumps(rows, indent=2) + "\n")
+    write_text(os.path.join(out, "results.md"), table + "\n")
+    write_text(os.path.join(out, "results.json"), json.dumps(rows, indent=2) + "\n")
     print(f"table: {out}/results.md; {where}")
 
 

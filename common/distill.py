@@ -26,8 +26,9 @@ from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool, get_network
 from .paths import init_cache_path, run_dir
-from .runlog import RunRecord, atomic_write_text, save_visuals
-from .synsets import SynSet, atomic_save, build_synset, load_checkpoint
+from .atomic import torch_save, write_text
+from .runlog import RunRecord, save_visuals
+from .synsets import SynSet, build_synset, load_checkpoint
 from .utils import derive_seed, seed_everything
 
 # args that define an experiment: a resumed run must agree on them
@@ -131,7 +132,7 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
                                      real.domain)
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
     if cache:
-        atomic_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,
+        torch_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,
                      "transform": real.transform}, cache)
         record.log(f"warm start cached at {cache}")
     return init_images, init_labels
@@ -205,7 +206,7 @@ def run_distillation(args, objective_cls) -> dict:
     def save_resume(next_it: int):
         if not dist.is_main():
             return
-        atomic_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
+        torch_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
                      "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
                      "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
                      "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
@@ -260,7 +261,7 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     if main_acc > best["acc"]:
         best.update(acc=main_acc, iteration=it)
         if dist.is_main():
-            atomic_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
+            torch_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
                                                          metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
@@ -293,7 +294,7 @@ def _wandb(args, record: RunRecord):
             run_id = f.read().strip()
     else:
         run_id = uuid.uuid4().hex[:12]
-        atomic_write_text(id_file, run_id + "\n")
+        write_text(id_file, run_id + "\n")
     return wandb.init(project=args.wandb_project, name=os.path.basename(record.folder), id=run_id,
                       dir=record.folder, mode=args.wandb_mode, config=args.as_dict(),
                       resume="allow" if args.resume else None)

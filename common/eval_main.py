@@ -18,7 +18,8 @@ from .distill import checkpoint_meta, voxel_cache_dir
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
-from .runlog import atomic_write_text, save_voxel_grid, to_display, write_gif
+from .atomic import atomic_path, write_text
+from .runlog import save_voxel_grid, to_display, write_gif
 from .synsets import load_synset, synset_from_payload, load_checkpoint
 from .utils import DEVICES
 
@@ -140,7 +141,7 @@ def main(argv=None) -> dict:
             for m, (mean, std) in results.items():
                 print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
         if a.json_out and dist.is_main():
-            atomic_write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
+            write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
                                                       results.items()}, indent=2) + "\n")
     return results
 
@@ -167,11 +168,9 @@ def export(images, labels, real, folder: str) -> None:
             write_gif(inst.transpose(0, 1), os.path.join(d, f"{i:05d}.gif"))
             continue
         if real.domain == "voxel":
-            tmp = os.path.join(d, f".tmp_{i:05d}.npy")
-            np.save(tmp, images[i, 0].detach().cpu().numpy().astype(np.float16))
-            os.replace(tmp, os.path.join(d, f"{i:05d}.npy"))
+            with atomic_path(os.path.join(d, f"{i:05d}.npy")) as tmp:
+                np.save(tmp, images[i, 0].detach().cpu().numpy().astype(np.float16))
             save_voxel_grid(inst[None], torch.tensor([c]), os.path.join(d, f"{i:05d}.png"), per_class=1)
             continue
-        tmp = os.path.join(d, f".tmp_{i:05d}.png")
-        save_image(inst, tmp, format="png")
-        os.replace(tmp, os.path.join(d, f"{i:05d}.png"))
+        with atomic_path(os.path.join(d, f"{i:05d}.png")) as tmp:
+            save_image(inst, tmp, format="png")

@@ -25,9 +25,9 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+from .atomic import torch_save
 from .data import transform_mismatch
 from .errors import CheckpointError, UserError
-from .synsets.base import atomic_save
 
 FORMAT_VERSION = 1
 FILE_RE = re.compile(r"replay_buffer_(\d+)\.pt")
@@ -89,7 +89,7 @@ def save_expert_file(path: str, header: dict, trajectories: Sequence[Tensor], ex
     payload = dict(header, format=FORMAT_VERSION, expert_indices=[int(i) for i in expert_indices],
                    test_acc=[float(a) for a in test_acc],
                    trajectories=[t.detach().float().cpu().contiguous() for t in trajectories])
-    atomic_save(payload, path)
+    torch_save(payload, path)
 
 
 # ---- reading ------------------------------------------------------------------------------------------------

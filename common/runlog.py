@@ -9,14 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .atomic import atomic_path, write_text
 from .errors import UserError
-
-
-def atomic_write_text(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 class RunRecord:
@@ -48,7 +42,7 @@ class RunRecord:
 
     def write_config(self, config: dict) -> None:
         if self.main:
-            atomic_write_text(self.path("config.json"),
+            write_text(self.path("config.json"),
                               json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
 
     def add_metric(self, **row) -> None:
@@ -69,7 +63,7 @@ class RunRecord:
         if not self.main:
             return
         rows = [r for r in self.metrics() if r.get("iteration", -1) < before_iteration]
-        atomic_write_text(self.path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
+        write_text(self.path("metrics.jsonl"), "".join(json.dumps(r) + "\n" for r in rows))
 
     def plot_accuracy(self) -> Optional[str]:
         if not self.main:
@@ -92,10 +86,9 @@ class RunRecord:
         ax.legend()
         fig.tight_layout()
         out = self.path("accuracy.png")
-        tmp = self.path(".accuracy.tmp.png")
-        fig.savefig(tmp, dpi=100)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
-        os.replace(tmp, out)
         return out
 
 
@@ -122,11 +115,8 @@ def save_grid(images: Tensor, labels: Tensor, path: str, mean, std, zca=None, pe
         pad = torch.zeros(per_class - len(sel), *x.shape[1:])
         rows.append(torch.cat([sel, pad]))
     grid = torch.cat(rows)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".tmp_{os.path.basename(path)}")
-    save_image(grid, tmp, nrow=per_class, padding=2, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_image(grid, tmp, nrow=per_class, padding=2, format="png")
 
 
 
@@ -137,12 +127,6 @@ def _class_rows(x: Tensor, labels: Tensor, per_class: int) -> Tensor:
         sel = x[(labels.cpu() == c)][:per_class]
         rows.append(torch.cat([sel, torch.zeros(per_class - len(sel), *x.shape[1:])]))
     return torch.cat(rows)
-
-
-def _atomic_image_path(path: str) -> str:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    return os.path.join(folder, f".tmp_{os.path.basename(path)}")
 
 
 def _to_uint8_frames(grid_frames: Tensor) -> list:
@@ -157,9 +141,9 @@ def _to_uint8_frames(grid_frames: Tensor) -> list:
 def write_gif(clip: Tensor, path: str, fps: float = 8.0) -> None:
     """A (T, C, H, W) clip in [0, 1] as an animated GIF that loops, written atomically."""
     frames = _to_uint8_frames(clip)
-    tmp = _atomic_image_path(path)
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps),
+                       loop=0)
 
 
 def save_video_grid(clips: Tensor, labels: Tensor, path: str, mean, std, per_class: int = 10,
@@ -177,10 +161,9 @@ def save_video_grid(clips: Tensor, labels: Tensor, path: str, mean, std, per_cla
     write_gif(frames, path, fps)
     strip = _class_rows(x, labels, 1)  # (classes, C, T, H, W): the first clip of each class
     strip_path = path[:-4] + "_frames.png" if path.endswith(".gif") else path + "_frames.png"
-    tmp = _atomic_image_path(strip_path)
-    save_image(strip.permute(0, 2, 1, 3, 4).reshape(-1, *strip.shape[1:2], *strip.shape[3:]), tmp,
-               nrow=x.shape[2], padding=2, format="png")
-    os.replace(tmp, strip_path)
+    with atomic_path(strip_path) as tmp:
+        save_image(strip.permute(0, 2, 1, 3, 4).reshape(-1, *strip.shape[1:2], *strip.shape[3:]), tmp,
+                   nrow=x.shape[2], padding=2, format="png")
     return path, strip_path
 
 
@@ -249,9 +232,8 @@ def save_voxel_grid(volumes: Tensor, labels: Tensor, path: str, per_class: int =
         top, left = gap + r * (view_px + gap), gap + c * (tile_w + gap)
         grid[top:top + view_px, left:left + tile_w] = voxel_tile(shape, view_px)
     pixels = (grid * 255).round().clamp(0, 255).to(torch.uint8).numpy()
-    tmp = _atomic_image_path(path)
-    Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels, mode="L").save(tmp, format="PNG")
     return path
 
 

@@ -130,7 +130,7 @@ def _fake_real(zca: bool) -> RealData:
 
 def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
     from common.paths import init_cache_path
-    from common.synsets import atomic_save
+    from common.atomic import torch_save
     args = types.SimpleNamespace(init_cache=str(tmp_path / "cache"), dataset="FashionMNIST", subset=None, res=6,
                                  zca=True, seed=0, n_train_per_class=None, progress=False, ipc=1)
     real = _fake_real(zca=True)
@@ -143,7 +143,7 @@ def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
         for p in legacy.parameters():
             p.fill_(0.25)
     cache = init_cache_path(args, legacy.config())
-    atomic_save({"synset": legacy.payload(), "init_images": real.images_train[:3]}, cache)  # no transform: old ZCA
+    torch_save({"synset": legacy.payload(), "init_images": real.images_train[:3]}, cache)  # no transform: old ZCA
     record = RunRecord(str(tmp_path / "run"), quiet=True)
     s = fresh()
     initialise(args, s, real, record)
@@ -345,7 +345,8 @@ def test_resume_checkpoint_and_eval_refuse_a_set_made_with_the_old_zca(tmp_path)
     pytest.importorskip("kornia")
     from common.errors import CheckpointError
     from common.eval_main import main as eval_main
-    from common.synsets import atomic_save, load_checkpoint
+    from common.atomic import torch_save
+    from common.synsets import load_checkpoint
     from DM.main_DM import main
     from helpers import SMALL_DISTILL
     flags = SMALL_DISTILL + ["--synset", "pixel", "--zca", "--Iteration", "1", "--no-eval_at_start",
@@ -355,7 +356,7 @@ def test_resume_checkpoint_and_eval_refuse_a_set_made_with_the_old_zca(tmp_path)
     state = load_checkpoint(str(ckpt))
     assert state["transform"] == TRANSFORM_ZCA
     del state["transform"], state["meta"]  # what a checkpoint of this code before the ZCA fix holds
-    atomic_save(state, str(ckpt))
+    torch_save(state, str(ckpt))
     with pytest.raises(CheckpointError, match="ZCA-whitened mean/std-normalised images"):
         main(flags[:flags.index("--Iteration")] + ["--Iteration", "2", "--no-eval_at_start", "--save_path",
                                                     str(tmp_path / "runs"), "--exp_name", "z", "--resume"])

@@ -209,6 +209,31 @@ def test_clips_shorter_than_frames_times_gap(tmp_path):
         load(tmp_path / "data", tmp_path, frames=4, frame_gap=4, short_clips="pad")
 
 
+def test_shrink_is_the_originals_rule(tmp_path):
+    """--short_clips shrink: a clip of fewer than frames * gap frames takes the gap length // frames (the
+    original's rule), even when (frames - 1) * gap + 1 frames would do; longer clips keep the gap. The default
+    mode reads the same clips with their gap."""
+    # frames 4 x gap 4: the test clip of Class0 has 14 frames (>= 13 but < 16), the others 20 or more
+    write_ucf(tmp_path / "data", lengths=[20, 22, 14, 24, 26, 28])
+    step = {}
+    for mode in ("error", "shrink"):
+        real = load(tmp_path / "data", tmp_path, frames=4, frame_gap=4, short_clips=mode)
+        t = pixels(real, "test")[:, 0, :, 0, 0] / 4  # (clips, frames): the frame number of each sampled frame
+        step[mode] = (t[:, 1:] - t[:, :-1]).tolist()
+    assert step["error"] == [[4, 4, 4], [4, 4, 4]]
+    assert step["shrink"] == [[3, 3, 3], [4, 4, 4]]  # 14 // 4 = 3; the 28-frame clip keeps gap 4
+    # a 47-frame clip at 8 frames x gap 6 (the example of the README): gap 5 in shrink mode
+    clip = video_mod._Clip(folder="v", label=0, frames=tuple(Path(f"f{i}") for i in range(47)))
+    numbers = {mode: [int(f.name[1:]) for f in video_mod._sample(clip, 8, 6, False, 0, mode)[0]]
+               for mode in ("shrink", "error")}
+    assert numbers["shrink"] == [5 + 5 * i for i in range(8)]  # test clips: the centred start (47 - 36) // 2
+    assert numbers["error"] == [2 + 6 * i for i in range(8)]  # (47 - 43) // 2
+    # fewer frames than --frames: an error in both modes, naming the clip
+    write_ucf(tmp_path / "short", lengths=[20, 20, 3, 20, 20, 20])
+    with pytest.raises(UserError, match=r"v_Class0_g00_test with 3; lower --frames"):
+        load(tmp_path / "short", tmp_path, frames=4, frame_gap=4, short_clips="shrink")
+
+
 def test_test_only_leaves_the_training_split_empty_and_a_class_without_train_clips_is_an_error(tmp_path):
     write_ucf(tmp_path / "data")
     real = load(tmp_path / "data", tmp_path, test_only=True)

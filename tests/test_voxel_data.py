@@ -423,6 +423,36 @@ def test_bad_point_file(tmp_path):
         read_points(f)
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e50"])  # 1e50 overflows float32 to inf
+def test_non_finite_points_are_an_error_naming_the_file(tmp_path, value):
+    """A NaN or infinite coordinate in a point cloud or an OFF mesh is a one-line error naming the file and the
+    line, and no cache is written (it used to load silently as an empty or two-voxel grid)."""
+    root = write_pointlist(tmp_path / "modelnet40_normal_resampled", "modelnet10")
+    bad = root / "chair" / "chair_0003.txt"
+    lines = bad.read_text().splitlines()
+    lines[6] = f"0.5,{value},0.5,0,0,1"
+    bad.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError) as e:
+        load("ModelNet10", tmp_path, tmp_path)
+    msg = str(e.value)
+    assert str(bad) in msg and "line 7" in msg and "not finite" in msg and "\n" not in msg
+    assert not list((tmp_path / "cache").glob("*.npy")) and not list((tmp_path / "cache").glob(".*tmp*"))
+
+    if value == "1e50":  # finite in the float64 of the OFF reader
+        return
+    off_root = tmp_path / "off"
+    write_off_archive(off_root / "ModelNet10")
+    bad_off = off_root / "ModelNet10" / "chair" / "train" / "chair_train_0001.off"
+    text = box_off((1.0, 1.0, 2.0)).replace("0 0 2.0\n", f"0 {value} 2.0\n", 1)
+    assert text != box_off((1.0, 1.0, 2.0))
+    bad_off.write_text(text)
+    with pytest.raises(UserError) as e:
+        load("ModelNet10", off_root, tmp_path / "off_cache")
+    msg = str(e.value)
+    assert str(bad_off) in msg and "line 5" in msg and "not finite" in msg and "\n" not in msg
+    assert not list((tmp_path / "off_cache" / "cache").glob("*.npy"))
+
+
 def test_h5_without_keys(tmp_path):
     write_mnist3d(tmp_path, keys=("X_train", "y_train"))
     with pytest.raises(UserError) as e:

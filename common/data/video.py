@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..atomic import write_npy
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from ..utils import derive_seed
 from .base import DEFAULT_DATA_PATH, RealData, _find, _indices_by_class
@@ -198,15 +199,18 @@ def _list_clips(root: Path, csv_path: Path, items: list[tuple[str, str]], classe
 
 
 def _sample(clip: _Clip, frames: int, gap: int, train: bool, seed: int, short_clips: str):
-    """(frame files, flip) of the clip as sampled for this split; a clip too short is an error, or with
-    ``short_clips='shrink'`` is sampled with a smaller gap (as the original: length // frames)."""
-    n, need = len(clip.frames), (frames - 1) * gap + 1
-    if n < need:
-        if short_clips == "shrink" and n >= frames:
-            gap = max(1, n // frames)
-            need = (frames - 1) * gap + 1
-        else:
+    """(frame files, flip) of the clip as sampled for this split. A clip shorter than ``(frames - 1) * gap + 1``
+    is an error (None); with ``short_clips='shrink'`` the original's rule applies instead: a clip of fewer than
+    ``frames * gap`` frames is sampled with the gap ``length // frames`` (a 47-frame clip at 8 frames x gap 6
+    takes gap 5), and only a clip of fewer than ``frames`` frames is an error."""
+    n = len(clip.frames)
+    if short_clips == "shrink" and n < frames * gap:
+        if n < frames:
             return None
+        gap = n // frames
+    need = (frames - 1) * gap + 1
+    if n < need:
+        return None
     g = np.random.default_rng(derive_seed(seed, "clip", clip.folder))
     start = int(g.integers(0, n - need + 1)) if train else (n - need) // 2
     flip = bool(train and g.random() < 0.5)
@@ -254,8 +258,6 @@ def _build_cache(path: Path, sampled: list, spec: VideoSpec, side: int, frames: 
     renamed: an interrupted build leaves no cache)."""
     from tqdm.auto import tqdm
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     shape = (len(sampled), spec.channel, frames, side, side)
 
     def read(item):
@@ -266,20 +268,17 @@ def _build_cache(path: Path, sampled: list, spec: VideoSpec, side: int, frames: 
             raise UserError(f"cannot read the frames of {files[0].parent} ({type(e).__name__}: {e}); replace the "
                             f"clip or remove it from the split csv") from None
 
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        jobs = pool.map(read, sampled)
-        for i, clip in enumerate(tqdm(jobs, total=len(sampled), desc=f"caching {path.name}",
-                                      disable=not progress, mininterval=2)):
-            mm[i] = clip
-        mm.flush()
-        del mm
-        os.replace(tmp, path)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # an error or Ctrl-C does not wait for every clip
-        if tmp.exists():
-            tmp.unlink()
+    def fill(mm):
+        pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+        try:
+            jobs = pool.map(read, sampled)
+            for i, clip in enumerate(tqdm(jobs, total=len(sampled), desc=f"caching {path.name}",
+                                          disable=not progress, mininterval=2)):
+                mm[i] = clip
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # an error or Ctrl-C does not wait for every clip
+
+    write_npy(path, shape, fill)
 
 
 def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: str, items, classes, frames: int,
@@ -292,9 +291,13 @@ def _load_split(name: str, spec: VideoSpec, root: Path, csv_path: Path, split: s
     short = [c for c, s in zip(clips, sampled) if s is None]
     if short:
         worst = min(short, key=lambda c: len(c.frames))
+        if short_clips == "shrink":  # even the smallest gap, 1, needs `frames` frames
+            raise UserError(f"{name} {split}: {len(short)} clip(s) have fewer than the {frames} frames that "
+                            f"--frames {frames} needs even with --short_clips shrink, e.g. {worst.folder} with "
+                            f"{len(worst.frames)}; lower --frames")
         need = (frames - 1) * gap + 1
         hint = ("; --short_clips shrink samples them with a smaller gap as the original code does"
-                if short_clips == "error" and len(worst.frames) >= frames else "")
+                if len(worst.frames) >= frames else "")
         raise UserError(f"{name} {split}: {len(short)} clip(s) have fewer than the {need} frames that "
                         f"--frames {frames} with --frame_gap {gap} needs, e.g. {worst.folder} with "
                         f"{len(worst.frames)}; lower --frames or --frame_gap{hint}")

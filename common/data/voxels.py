@@ -43,12 +43,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import write_npy
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from ..utils import derive_seed
 from .base import DEFAULT_DATA_PATH, RealData, _find, _indices_by_class
@@ -156,7 +157,8 @@ def _bad_line(path: Path, lines: Sequence[str], ncol: int) -> UserError:
 
 def read_points(path) -> np.ndarray:
     """(P, 3) float32 x, y, z of a point file: one point per line, comma- or space-separated, extra columns
-    (normals, part labels) ignored. An unreadable file is a UserError naming the file and the line."""
+    (normals, part labels) ignored. An unreadable file, or a point with a NaN or infinite coordinate, is a
+    UserError naming the file and the line."""
     path = Path(path)
     try:
         text = path.read_text()
@@ -170,18 +172,27 @@ def read_points(path) -> np.ndarray:
     if ncol < 3:
         raise UserError(f"{path} line 1: {ncol} value(s); a point line has at least x, y, z")
     try:
-        values = np.array(text.replace(",", " ").split(), dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, reported below with its line
+            values = np.array(text.replace(",", " ").split(), dtype=np.float32)
     except ValueError:
         raise _bad_line(path, lines, ncol) from None
     if values.size != ncol * len(rows):
         raise _bad_line(path, lines, ncol)
-    return values.reshape(len(rows), ncol)[:, :3]
+    points = values.reshape(len(rows), ncol)[:, :3]
+    bad = ~np.isfinite(points).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        n = [k for k, line in enumerate(lines, 1) if line.strip()][i]
+        raise UserError(f"{path} line {n}: a point that is not finite (NaN, inf or beyond float32): "
+                        f"{lines[n - 1].strip()[:80]!r}")
+    return points
 
 
 def read_off(path) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (V, 3) float64, triangles (T, 3) int64) of an OFF mesh. Accepts ``#`` comments, blank lines,
     the header glued to the counts (``OFF490 518 0``, as in some ModelNet files) and extra columns (colours);
-    polygons are triangulated as fans. A file that does not parse is a UserError naming the file and line."""
+    polygons are triangulated as fans. A file that does not parse, or a vertex with a NaN or infinite coordinate,
+    is a UserError naming the file and line."""
     path = Path(path)
     try:
         raw = path.read_text(errors="replace")
@@ -231,6 +242,10 @@ def read_off(path) -> tuple[np.ndarray, np.ndarray]:
             except ValueError:
                 raise fail(n, f"expected a vertex 'x y z', found {' '.join(tokens)[:60]!r}") from None
         raise UserError(f"{path}: cannot read its vertices; not an OFF mesh")
+    bad = ~np.isfinite(vertices).all(axis=1)
+    if bad.any():
+        n, tokens = vertex_lines[int(np.argmax(bad))]
+        raise fail(n, f"a vertex that is not finite (NaN or inf): {' '.join(tokens)[:60]!r}")
     if all(len(tokens) == 4 and tokens[0] == "3" for _, tokens in face_lines):  # all triangles: the fast path
         try:
             tri = np.array([tokens[1:] for _, tokens in face_lines], dtype=np.int64).reshape(nf, 3)
@@ -407,22 +422,6 @@ def _cache_path(cache_dir: Path, name: str, split: str, res: int, solid: bool, k
     return cache_dir / f"{name}_{split}_r{res}{'_solid' if solid else ''}_{digest}.npy"
 
 
-def _write_atomic(path: Path, shape: tuple[int, ...], fill: Callable[[np.ndarray], None]) -> None:
-    """A uint8 .npy of ``shape`` at ``path``, filled by ``fill(memmap)`` under a temporary name and then renamed:
-    an interrupted build leaves no cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        fill(mm)
-        mm.flush()
-        del mm
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _shape_grid(shape: _Shape, res: int, solid: bool) -> np.ndarray:
     """(res, res, res) uint8 0/255 grid of one shape file."""
     if shape.mesh:
@@ -448,7 +447,7 @@ def _voxelise_all(path: Path, shapes: list[_Shape], res: int, solid: bool, progr
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # an error or Ctrl-C does not wait for every shape
 
-    _write_atomic(path, (len(shapes), 1, res, res, res), fill)
+    write_npy(path, (len(shapes), 1, res, res, res), fill)
 
 
 def _open_cache(path: Path, n: int, res: int) -> np.ndarray:
@@ -549,7 +548,7 @@ def _load_mnist3d(name: str, path: Path, n_classes: int, res: int, cache_dir: Pa
                                   mininterval=2):
                         mm[a:a + chunk] = _mnist3d_grids(x[a:a + chunk], res)
 
-                _write_atomic(cache, (len(y), 1, res, res, res), fill)
+                write_npy(cache, (len(y), 1, res, res, res), fill)
             parts[split] = _open_cache(cache, len(y), res), torch.from_numpy(y)
     return parts
 

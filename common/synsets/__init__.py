@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..errors import choice_error
-from .base import SynSet, atomic_save, load_checkpoint
+from .base import SynSet, load_checkpoint
 from .ddif import DDiF
 from .fred import FreD
 from .pixel import Pixel
@@ -36,4 +36,4 @@ def load_synset(path: str) -> SynSet:
 
 
 __all__ = ["SynSet", "DDiF", "FreD", "Pixel", "SYNSETS", "synset_class", "build_synset", "load_synset",
-           "synset_from_payload", "atomic_save", "load_checkpoint"]
+           "synset_from_payload", "load_checkpoint"]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import dist
+from ..atomic import torch_save
 from ..errors import CheckpointError, UserError
 
 FORMAT_VERSION = 1
@@ -109,7 +110,7 @@ class SynSet(nn.Module):
                 "state": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
 
     def save(self, path: str) -> None:
-        atomic_save(self.payload(), path)
+        torch_save(self.payload(), path)
 
     def load_payload(self, payload: dict, what: str = "checkpoint") -> None:
         """Load a payload written by :meth:`payload`, checking it was made for this configuration."""
@@ -128,19 +129,6 @@ def config_diff(saved: dict, current: dict) -> str:
     keys = sorted(set(saved) | set(current))
     return "; ".join(f"{k}: saved {saved.get(k)!r} vs now {current.get(k)!r}"
                      for k in keys if saved.get(k) != current.get(k))
-
-
-def atomic_save(obj, path: str) -> None:
-    """torch.save to a temporary name in the same folder, then rename: never a half-written file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
