@@ -103,6 +103,26 @@ class EmbedNet(nn.Module):
         return self.classifier(self.embed(x))
 
 
+def conv_blocks(channel: int, im_size: Sequence[int], width: int, depth: int, act: str, norm: str, pooling: str,
+                first_padding: int) -> tuple[nn.Sequential, list[int]]:
+    """The ConvNet family's features: `depth` blocks of conv3x3 (the first padded by `first_padding`, the others
+    by 1) -> norm -> act -> pool over len(im_size) spatial dims; a block skips its pooling once a side of the map
+    is below 2. Returns the blocks and the spatial size of their output."""
+    ndim, size = len(im_size), list(im_size)
+    layers: list[nn.Module] = []
+    in_channels = channel
+    for d in range(depth):
+        padding = first_padding if d == 0 else 1
+        size = [_conv_out(s, 3, padding) for s in size]
+        layers += [make_conv(in_channels, width, ndim, 3, padding), make_norm(norm, width, ndim, size),
+                   make_act(act)]
+        if pooling != "none" and min(size) >= 2:
+            layers.append(make_pool(pooling, ndim))
+            size = [s // 2 for s in size]
+        in_channels = width
+    return nn.Sequential(*layers), size
+
+
 class ConvNet(EmbedNet):
     """`depth` blocks of conv3x3 -> norm -> act -> pool, then a Linear on the flattened features.
 
@@ -118,19 +138,8 @@ class ConvNet(EmbedNet):
             raise ValueError(f"ConvNet depth must be >= 1, got {depth}")
         if pooling not in POOLINGS:
             raise choice_error("pooling", pooling, POOLINGS)
-        ndim, size = len(im_size), list(im_size)
-        layers: list[nn.Module] = []
-        in_channels = channel
-        for d in range(depth):
-            padding = 3 if d == 0 and _is_mnist_like(channel, im_size) else 1
-            size = [_conv_out(s, 3, padding) for s in size]
-            layers += [make_conv(in_channels, width, ndim, 3, padding), make_norm(norm, width, ndim, size),
-                       make_act(act)]
-            if pooling != "none" and min(size) >= 2:
-                layers.append(make_pool(pooling, ndim))
-                size = [s // 2 for s in size]
-            in_channels = width
-        self.features = nn.Sequential(*layers)
+        first_padding = 3 if _is_mnist_like(channel, im_size) else 1
+        self.features, size = conv_blocks(channel, im_size, width, depth, act, norm, pooling, first_padding)
         self.classifier = nn.Linear(width * math.prod(size), num_classes)
 
 
@@ -354,7 +363,9 @@ class ConvNet3D(EmbedNet):
 
 
 class Conv3DNet(EmbedNet):
-    """Voxel ConvNet of DDiF's 3D_Voxel experiments, for volumes (B, C, D, H, W) (occupancy grids: C = 1).
+    """Voxel ConvNet of DDiF's 3D_Voxel experiments, for volumes (B, C, D, H, W) (occupancy grids: C = 1): the
+    blocks of the 3-D :class:`ConvNet` (:func:`conv_blocks`) with ReLU and average pooling, the first conv padded
+    by 3 for any 1-channel input.
 
     `depth` blocks of Conv3d (kernel 3; padding 3 in the first block of a 1-channel input, else 1) -> `norm`
     -> ReLU -> AvgPool3d(2), every block `width` channels, then a Linear on the flattened features. Norms
@@ -362,7 +373,8 @@ class Conv3DNet(EmbedNet):
     block pools, so `embed(x)` has width * prod(feature_size) entries: for a 1-channel 32^3 volume each side
     goes 32 -> 36 (padding 3) -> 18 -> 9 -> 4, 128 * 4^3 = 8192 features; at 16^3: 20 -> 10 -> 5 -> 2, 1024
     features (a 3-channel 32^3 volume: 32 -> 16 -> 8 -> 4, also 8192). A volume with a side that would pool
-    down to 0 is a UserError naming the smallest side `min_side(channel, depth)` accepts.
+    down to 0 is a UserError naming the smallest side `min_side(channel, depth)` accepts (so no block ever
+    skips its pooling, as a ConvNet block may).
     """
 
     def __init__(self, channel: int, num_classes: int, im_size: Sequence[int], width: int = 128,
@@ -383,16 +395,8 @@ class Conv3DNet(EmbedNet):
             raise UserError(
                 f"volume (D, H, W) = {tuple(im_size)} is too small for Conv3DNet with {depth} block(s) on a "
                 f"{channel}-channel input: every side must be >= {self.min_side(channel, depth)} voxels")
-        layers: list[nn.Module] = []
-        size, in_channels = list(im_size), channel
-        for d in range(depth):
-            padding = self._padding(channel, d)
-            size = [_conv_out(s, 3, padding) for s in size]
-            layers += [make_conv(in_channels, width, 3, 3, padding), make_norm(norm, width, 3, size), nn.ReLU(),
-                       make_pool("avgpooling", 3)]
-            size = [s // 2 for s in size]
-            in_channels = width
-        self.features = nn.Sequential(*layers)
+        self.features, _ = conv_blocks(channel, im_size, width, depth, "relu", norm, "avgpooling",
+                                       self._padding(channel, 0))
         self.classifier = nn.Linear(width * math.prod(out), num_classes)
         self.feature_size = out  # (D, H, W) of the features
 

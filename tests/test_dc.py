@@ -12,6 +12,8 @@ from common.networks import get_network
 from common.synsets import load_checkpoint, synset_from_payload
 from helpers import SMALL_DISTILL as SMALL, assert_same_run, cli, needs_fmnist, run_shipped_script
 
+pytestmark = pytest.mark.e2e  # end-to-end runs: the slow tier
+
 
 # -- the distance -------------------------------------------------------------------------------------------
 

@@ -6,8 +6,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from common import dist
 from tests.helpers import REPO, TEST_DEVICE, assert_same_run, needs_fmnist
+
+pytestmark = pytest.mark.e2e  # end-to-end runs: the slow tier
 
 
 def test_single_process_helpers_are_no_ops():

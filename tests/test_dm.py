@@ -10,7 +10,7 @@ from common.dm import class_losses, random_frozen_network
 from common.synsets import load_checkpoint, synset_from_payload
 from helpers import SMALL_DISTILL as SMALL, TEST_DEVICE, cli, needs_fmnist, run_shipped_script
 
-pytestmark = needs_fmnist
+pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
 
 
 def run_dm(tmp_path, *extra):

@@ -12,6 +12,7 @@ import re
 import runpy
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -87,7 +88,8 @@ def help_text(entry: str) -> str:
     if entry not in _HELP:
         out, argv, path = io.StringIO(), sys.argv[:], sys.path[:]
         try:
-            with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e:
+            with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e, warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before
                 if entry.startswith("-m "):
                     sys.argv = [entry[3:], "--help"]
                     runpy.run_module(entry[3:], run_name="__main__", alter_sys=True)

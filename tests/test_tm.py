@@ -22,7 +22,7 @@ from common.tm import (TrajectoryMatching, add_tm_args, recompute_backward, tm_l
                        unroll_student)
 from helpers import SMALL, TEST_DEVICE, assert_same_run, cli, needs_fmnist, run_shipped_script
 
-pytestmark = needs_fmnist
+pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
 
 BUFFER = ["--num_experts", "2", "--train_epochs", "2", "--save_interval", "1", "--batch_train", "128"]
 TM_SMALL = ["--syn_steps", "3", "--expert_epochs", "1", "--max_start_epoch", "2", "--num_eval", "1",

@@ -18,7 +18,7 @@ from common.synsets import ddif as ddif_mod
 from common.synsets.fred import dctn
 from tests.helpers import TEST_DEVICE, cli, needs_fmnist
 
-pytestmark = needs_fmnist
+pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
 
 # a short, narrow video run: 16 frames of 48x48 (ConvNet3D's smallest valid side is 43), ConvNet3DW32
 VIDEO_SMALL = ["--dataset", "MovingFashionMNIST", "--model", "ConvNet3DW32", "--res", "48", "--frames", "8",

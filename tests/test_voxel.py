@@ -17,7 +17,7 @@ from common.networks import get_network
 from common.synsets import DDiF, FreD
 from tests.helpers import TEST_DEVICE, cli, needs_fmnist
 
-pytestmark = needs_fmnist
+pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
 
 # a short, narrow voxel run: 16^3 grids, Conv3DNetW32, a small field (4 per class at ipc 1 and 16^3)
 VOXEL_SMALL = ["--dataset", "VoxelFashionMNIST", "--model", "Conv3DNetW32", "--res", "16", "--ipc", "1",
