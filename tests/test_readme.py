@@ -4,6 +4,7 @@ that script accepts, and has no placeholder (``<run>``, ``...``, ``{a,b}``) to f
 is activated once, before the first of them; the cache keys are described as the code computes them."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -16,6 +17,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+
+from common.paths import run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -37,22 +40,26 @@ def _split(line: str) -> list[str]:
     return shlex.split(line)
 
 
+def commands_of(block: str, first: int = 1) -> list[tuple[int, list[str]]]:
+    """(line number, tokens) of every python/bash command of a code block; continued lines joined."""
+    found, lines, k = [], block.splitlines(), 0
+    while k < len(lines):
+        start, line = k, lines[k]
+        while line.endswith("\\") and k + 1 < len(lines):  # a continued line
+            k += 1
+            line = line[:-1] + " " + lines[k]
+        k += 1
+        tokens = _split(line)
+        if tokens and tokens[0] in ("python", "bash"):
+            found.append((first + start, tokens))
+    return found
+
+
 def commands() -> list[tuple[int, list[str]]]:
     """(line number in the README, tokens) of every python/bash command, in README order."""
     found = []
     for m in FENCE.finditer(README):
-        first = README.count("\n", 0, m.start(1)) + 1
-        lines = m.group(1).splitlines()
-        k = 0
-        while k < len(lines):
-            start, line = k, lines[k]
-            while line.endswith("\\") and k + 1 < len(lines):  # a continued line
-                k += 1
-                line = line[:-1] + " " + lines[k]
-            k += 1
-            tokens = _split(line)
-            if tokens and tokens[0] in ("python", "bash"):
-                found.append((first + start, tokens))
+        found += commands_of(m.group(1), README.count("\n", 0, m.start(1)) + 1)
     outside = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), README)
     for m in re.finditer(r"`([^`]+)`", outside):
         if m.group(1).startswith("python "):
@@ -135,6 +142,55 @@ def test_command_runs_as_written(line, tokens):
     known = set(re.findall(r"--[A-Za-z][\w-]*", help_text(entry)))
     unknown = sorted(flags - known)
     assert not unknown, f"README line {line}: {entry} does not accept {unknown}"
+
+
+def _launched_argv(tokens: list[str]) -> tuple[str, list[str]]:
+    """(entry, every argument it gets): for a bash script, the flags its exec line passes (environment defaults
+    such as ``${DATASET:-CIFAR10}`` filled in) followed by the command's own."""
+    entry, args = _entry(tokens)
+    if tokens[0] == "python" or not entry:
+        return entry, args
+    text = (ROOT / tokens[1]).read_text().replace("\\\n", " ")
+    line = next(ln for ln in text.splitlines() if "${LAUNCH[@]}" in ln)
+    line = re.sub(r'"\$\{\w+:-([^}]*)\}"', r"\1", line)
+    parts = shlex.split(line)
+    return entry, [p for p in parts[parts.index(entry) + 1:] if p != "$@"] + args
+
+
+def _last(argv: list[str], flag: str, default=None):
+    values = [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+    return values[-1] if values else default
+
+
+def _run_folder(entry: str, argv: list[str]) -> str:
+    """Where a distillation command writes its run (common.paths.run_dir, seed 0, no --exp_name)."""
+    zca = [a for a in argv if a in ("--zca", "--no-zca")]
+    res = _last(argv, "--res")
+    args = argparse.Namespace(
+        save_path=_last(argv, "--save_path", "runs"), objective=re.search(r"main_(DM|DC|TM)\.py$", entry).group(1),
+        dataset=_last(argv, "--dataset", "FashionMNIST"), subset=_last(argv, "--subset"),
+        res=int(res) if res else None, frames=_last(argv, "--frames"), frame_gap=_last(argv, "--frame_gap"),
+        solid="--solid" in argv, exp_name=_last(argv, "--exp_name"), synset=_last(argv, "--synset"),
+        ipc=int(_last(argv, "--ipc", 1)), model=_last(argv, "--model", "ConvNet"),
+        zca=bool(zca) and zca[-1] == "--zca", seed=int(_last(argv, "--seed", 0)))
+    return run_dir(args)
+
+
+def test_checkpoint_paths_are_where_an_earlier_command_of_the_block_writes():
+    """``--ckpt runs/...`` names the run folder that a distillation command above it (same code block) creates,
+    as common.paths.run_dir computes it (a non-native --res adds _res<N> to the dataset folder)."""
+    checked = 0
+    for m in FENCE.finditer(README):
+        runs = []
+        for _, tokens in commands_of(m.group(1)):
+            entry, argv = _launched_argv(tokens)
+            if re.search(r"main_(DM|DC|TM)\.py$", entry or ""):
+                runs.append(_run_folder(entry, argv))
+            ckpt = _last(argv, "--ckpt")
+            if ckpt and ckpt.startswith("runs/"):
+                assert os.path.dirname(ckpt) in runs, f"{ckpt}: no command above it writes there (they write {runs})"
+                checked += 1
+    assert checked >= 5
 
 
 def test_clip_cache_is_keyed_as_the_readme_says(tmp_path):
