@@ -21,12 +21,12 @@ from tqdm.auto import tqdm
 from . import dist
 from .args import synset_config
 from .augment import DSA
+from .atomic import torch_save, write_text
 from .data import RealData, get_dataset, is_video, is_voxel, transform_mismatch
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool, get_network
 from .paths import init_cache_path, run_dir
-from .atomic import torch_save, write_text
 from .runlog import RunRecord, save_visuals
 from .synsets import SynSet, build_synset, load_checkpoint
 from .utils import derive_seed, seed_everything
@@ -133,7 +133,7 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
     if cache:
         torch_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,
-                     "transform": real.transform}, cache)
+                    "transform": real.transform}, cache)
         record.log(f"warm start cached at {cache}")
     return init_images, init_labels
 
@@ -207,10 +207,10 @@ def run_distillation(args, objective_cls) -> dict:
         if not dist.is_main():
             return
         torch_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
-                     "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
-                     "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
-                     "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
-                     "best": best, "init_images": init_images, "init_labels": init_labels}, ckpt_path)
+                    "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
+                    "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
+                    "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
+                    "best": best, "init_images": init_images, "init_labels": init_labels}, ckpt_path)
 
     last = {}
     bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}",
@@ -262,7 +262,7 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
         best.update(acc=main_acc, iteration=it)
         if dist.is_main():
             torch_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
-                                                         metrics=extra)), record.path("synset_best.pt"))
+                                                        metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
 

@@ -11,6 +11,7 @@ import re
 import torch
 
 from . import dist
+from .atomic import atomic_path, write_text
 from .augment import DSA
 from .data import get_dataset, is_video, is_voxel, transform_mismatch
 from .data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
@@ -18,7 +19,6 @@ from .distill import checkpoint_meta, voxel_cache_dir
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import EVAL_MODES, get_eval_pool
-from .atomic import atomic_path, write_text
 from .runlog import save_voxel_grid, to_display, write_gif
 from .synsets import load_synset, synset_from_payload, load_checkpoint
 from .utils import DEVICES
@@ -142,7 +142,7 @@ def main(argv=None) -> dict:
                 print(f"{what}: {m} accuracy {100 * mean:.2f} +- {100 * std:.2f} over {a.num_eval} networks")
         if a.json_out and dist.is_main():
             write_text(a.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
-                                                      results.items()}, indent=2) + "\n")
+                                               results.items()}, indent=2) + "\n")
     return results
 
 

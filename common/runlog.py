@@ -42,8 +42,7 @@ class RunRecord:
 
     def write_config(self, config: dict) -> None:
         if self.main:
-            write_text(self.path("config.json"),
-                              json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
+            write_text(self.path("config.json"), json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
 
     def add_metric(self, **row) -> None:
         if not self.main:
@@ -107,14 +106,7 @@ def save_grid(images: Tensor, labels: Tensor, path: str, mean, std, zca=None, pe
     from torchvision.utils import save_image
     if images.dim() == 5:  # (n, C, T, H, W): show the middle frame / slice
         images = images[:, :, images.shape[2] // 2]
-    x = to_display(images, mean, std, zca)
-    rows = []
-    classes = labels.unique(sorted=True).tolist()
-    for c in classes:
-        sel = x[(labels.cpu() == c)][:per_class]
-        pad = torch.zeros(per_class - len(sel), *x.shape[1:])
-        rows.append(torch.cat([sel, pad]))
-    grid = torch.cat(rows)
+    grid = _class_rows(to_display(images, mean, std, zca), labels, per_class)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, nrow=per_class, padding=2, format="png")
 

@@ -70,21 +70,29 @@ def commands() -> list[tuple[int, list[str]]]:
 COMMANDS = commands()
 
 
-def _entry(tokens: list[str]) -> tuple[str, list[str]]:
-    """(the Python entry point a command runs, its arguments): a script path or '-m module'; a bash script's
-    entry is the Python script it execs."""
+def _exec_args(script: str) -> list[str]:
+    """What a ``*/scripts/*.sh`` passes to ``"${LAUNCH[@]}"``: the Python entry, then its flags (environment
+    defaults such as ``${DATASET:-CIFAR10}`` filled in, ``"$@"`` left out)."""
+    text = (ROOT / script).read_text().replace("\\\n", " ")
+    line = next((ln for ln in text.splitlines() if "${LAUNCH[@]}" in ln), None)
+    assert line, f"{script}: cannot find the Python entry it launches"
+    parts = shlex.split(re.sub(r'"\$\{\w+:-([^}]*)\}"', r"\1", line))
+    return [p for p in parts[parts.index("${LAUNCH[@]}") + 1:] if p != "$@"]
+
+
+def _launched_argv(tokens: list[str]) -> tuple[str, list[str]]:
+    """(the Python entry point a command runs, every argument it gets): a script path or '-m module'; a bash
+    script's entry is the Python script it execs, with the flags of its exec line before the command's own
+    ('' for the scripts that take no flags checked here)."""
     if tokens[0] == "python":
         if tokens[1] == "-m":
             return "-m " + tokens[2], tokens[3:]
         return tokens[1], tokens[2:]
-    script = ROOT / tokens[1]
-    assert script.is_file(), f"bash {tokens[1]}: no such script"
-    text = script.read_text()
+    assert (ROOT / tokens[1]).is_file(), f"bash {tokens[1]}: no such script"
     if tokens[1] in ("run_demo.sh", "test.sh", "setup.sh") or "/benchmarks/" in f"/{tokens[1]}":
         return "", []  # takes no flags that go to a Python parser checked here
-    m = re.search(r"\"\$\{LAUNCH\[@\]\}\"\s+(\S+\.py)", text)
-    assert m, f"{tokens[1]}: cannot find the Python entry it launches"
-    return m.group(1), tokens[2:]
+    launched = _exec_args(tokens[1])
+    return launched[0], launched[1:] + tokens[2:]
 
 
 _HELP: dict[str, str] = {}
@@ -111,7 +119,7 @@ def help_text(entry: str) -> str:
 
 
 def test_the_readme_has_commands_to_check():
-    entries = {_entry(t)[0] for _, t in COMMANDS}
+    entries = {_launched_argv(t)[0] for _, t in COMMANDS}
     assert {"Video/eval.py", "3D_Voxel/eval.py", "-m common.data.moving_fmnist", "Video/main_DM.py",
             "3D_Voxel/main_DC.py", "DC/main_DC.py", "TM/main_TM.py"} <= entries
 
@@ -133,7 +141,7 @@ def test_command_runs_as_written(line, tokens):
         assert not re.search(r"<[^>]*>|\.\.\.|\{[^}]*,[^}]*\}", t), f"README line {line}: placeholder {t!r}"
     if tokens[0] == "python" and tokens[1] != "-m":
         assert (ROOT / tokens[1]).is_file(), f"README line {line}: no script {tokens[1]}"
-    entry, args = _entry(tokens)
+    entry, args = _launched_argv(tokens)
     if entry.startswith("-m "):
         assert importlib.util.find_spec(entry[3:]) is not None, f"README line {line}: no module {entry[3:]}"
     flags = {a.split("=")[0] for a in args if a.startswith("--")}
@@ -142,19 +150,6 @@ def test_command_runs_as_written(line, tokens):
     known = set(re.findall(r"--[A-Za-z][\w-]*", help_text(entry)))
     unknown = sorted(flags - known)
     assert not unknown, f"README line {line}: {entry} does not accept {unknown}"
-
-
-def _launched_argv(tokens: list[str]) -> tuple[str, list[str]]:
-    """(entry, every argument it gets): for a bash script, the flags its exec line passes (environment defaults
-    such as ``${DATASET:-CIFAR10}`` filled in) followed by the command's own."""
-    entry, args = _entry(tokens)
-    if tokens[0] == "python" or not entry:
-        return entry, args
-    text = (ROOT / tokens[1]).read_text().replace("\\\n", " ")
-    line = next(ln for ln in text.splitlines() if "${LAUNCH[@]}" in ln)
-    line = re.sub(r'"\$\{\w+:-([^}]*)\}"', r"\1", line)
-    parts = shlex.split(line)
-    return entry, [p for p in parts[parts.index(entry) + 1:] if p != "$@"] + args
 
 
 def _last(argv: list[str], flag: str, default=None):
