@@ -4,9 +4,11 @@ Edit this file to change what a run uses for a flag left at ``None``. The values
 FreD papers and their example scripts (see the README's table of sources); rows marked "ours" are not in
 the papers (Fashion-MNIST, MNIST, SVHN) and were chosen for this code base.
 
-``defaults(objective, dataset, res, ipc)`` merges, in order:
-  OBJECTIVE[objective]                      -- loop lengths, batch sizes, learning rates
-  DATASET_ROWS[(objective, dataset)]        -- what a dataset changes at every res and ipc (video: no DSA, ...)
+``defaults(objective, dataset, res, ipc, domain)`` merges, in order:
+  COMMON                                    -- the DDiF warm start and the evaluation networks' learning rate
+  OBJECTIVE[objective]                      -- loop lengths, batch sizes, learning rates, evaluation
+  DOMAIN_ROWS[(objective, domain)]          -- what a kind of data changes (video: no DSA, 3 evaluation networks...)
+  DATASET_ROWS[(objective, dataset)]        -- what a dataset changes at every res and ipc
   DDIF_ARCH[(dataset, res, ipc)]            -- the neural-field architecture of DDiF
   ROWS[(objective, dataset, res, ipc)]      -- what differs for one experiment (e.g. TM trajectories)
 Missing rows are only an error when a flag that needs them was left at None.
@@ -23,26 +25,33 @@ OBJECTIVE: dict[str, dict] = {
                lr_nf=1e-4, lr_img=100.0, lr_freq=1e8, mom_freq=0.5, msz_per_channel=64,
                syn_steps=60, expert_epochs=2, max_start_epoch=10, lr_lr=1e-5, lr_teacher=1e-2),
 }
-# -- per (objective, dataset), at every resolution and ipc ------------------------------------------------
+# -- per (objective, domain), at every dataset, resolution and ipc ---------------------------------------------
 # Video (DDiF's Video/, on the video-distillation code base): DM with a fresh ConvNet3D each iteration, 64 real
 # clips per class, no DSA, 5,000 iterations evaluated every 500 by 3 networks trained 500 epochs; fields lr 1e-4.
-_VIDEO_DM = dict(Iteration=5000, eval_it=500, batch_real=64, num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4)
+# FreD on clips and voxel grids keeps prod(size) // msz_fraction coefficients per channel when --msz_per_channel is
+# left at None (and no ROWS entry sets it), i.e. msz_fraction instances per class per ipc at any size: FreD's
+# 3D-MNIST script keeps 512 of 16^3 (1/8); on clips (in neither paper) ours
+MSZ_FRACTION_3D = 8
+_VIDEO_DM = dict(Iteration=5000, eval_it=500, batch_real=64, num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4,
+                 msz_fraction=MSZ_FRACTION_3D)
 # ours: DC and TM on clips (not in the originals) keep their objective's loop and take video's evaluation
-_VIDEO_OTHER = dict(num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4)
-_VIDEO_SETS = ("miniUCF101", "UCF101", "HMDB51", "MovingFashionMNIST")
+_VIDEO_OTHER = dict(num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4, msz_fraction=MSZ_FRACTION_3D)
 # Voxels (DDiF's 3D_Voxel/): no augmentation; DC 1,000 iterations, eval every 500, 300 evaluation epochs; DM 20,000,
 # every 2,000, 1,000 epochs; fields lr 1e-4. TM on voxels (ours) keeps its loop with DC's evaluation.
-_VOXEL_SETS = ("ModelNet10", "ModelNet40", "ShapeNet", "3DMNIST", "VoxelFashionMNIST")
 _VOXEL = {"DC": dict(Iteration=1000, eval_it=500, epoch_eval_train=300, dsa=False, lr_nf=1e-4),
           "DM": dict(Iteration=20000, eval_it=2000, epoch_eval_train=1000, dsa=False, lr_nf=1e-4),
           "TM": dict(epoch_eval_train=300, dsa=False, lr_nf=1e-4)}
-DATASET_ROWS: dict[tuple, dict] = {
-    **{("DM", d): _VIDEO_DM for d in _VIDEO_SETS},
-    **{(o, d): _VIDEO_OTHER for o in ("DC", "TM") for d in _VIDEO_SETS},
-    **{(o, d): row for o, row in _VOXEL.items() for d in _VOXEL_SETS},
-    # FreD's 3D-MNIST DM script: 1,000 iterations, eval every 200, 500 evaluation epochs
-    ("DM", "3DMNIST"): dict(_VOXEL["DM"], Iteration=1000, eval_it=200, epoch_eval_train=500),
+DOMAIN_ROWS: dict[tuple, dict] = {
+    ("DM", "video"): _VIDEO_DM, ("DC", "video"): _VIDEO_OTHER, ("TM", "video"): _VIDEO_OTHER,
+    **{(o, "voxel"): dict(row, msz_fraction=MSZ_FRACTION_3D) for o, row in _VOXEL.items()},
 }
+# -- per (objective, dataset), at every resolution and ipc ------------------------------------------------------
+DATASET_ROWS: dict[tuple, dict] = {
+    # FreD's 3D-MNIST DM script: 1,000 iterations, eval every 200, 500 evaluation epochs
+    ("DM", "3DMNIST"): dict(Iteration=1000, eval_it=200, epoch_eval_train=500),
+}
+# what evaluating a set means (eval.py takes these from the row of the objective that made the set)
+EVAL_KEYS = ("num_eval", "epoch_eval_train", "lr_net", "dsa")
 
 # shared by every objective: the DDiF warm start and the evaluation networks' learning rate
 COMMON = dict(epochs_init=5000, lr_nf_init=5e-4, lr_net=0.01)
@@ -121,10 +130,6 @@ ROWS: dict[tuple, dict] = {
     # FreD's 3D-MNIST DM script (512 of 4,096 coefficients: 8 instances per class at ipc 1)
     ("DM", "3DMNIST", 16, 1): dict(msz_per_channel=512, lr_freq=1e6, mom_freq=0.5),
 }
-# FreD on clips and voxel grids keeps prod(size) // MSZ_FRACTION_3D coefficients per channel when --msz_per_channel
-# is left at None (and no row sets it), i.e. MSZ_FRACTION_3D instances per class per ipc at any size: FreD's
-# 3D-MNIST script keeps 512 of 16^3 (1/8); on clips (in neither paper) ours
-MSZ_FRACTION_3D = 8
 # Flags that need a (dataset, res, ipc) row of DDIF_ARCH when left at None.
 ARCH_FLAGS = _ARCH_KEYS
 
@@ -136,17 +141,24 @@ class UnknownDefaultsError(KeyError):
         return str(self.args[0])
 
 
-def defaults(objective: str, dataset: str, res: int, ipc: int, needed=()) -> tuple[dict, list[str]]:
+def defaults(objective: str, dataset: str, res: int, ipc: int, needed=(), domain: str = "image"
+             ) -> tuple[dict, list[str]]:
     """Defaults for one experiment and the names of the table entries they came from.
 
     ``needed``: the flags the caller left at None; raises :class:`UnknownDefaultsError` listing the
-    known keys when one of them has no value here.
+    known keys when one of them has no value here. A domain row with ``msz_fraction`` replaces the objective's
+    ``msz_per_channel`` (unless a dataset or experiment row sets one): the caller computes it from the instance
+    size.
     """
     if objective not in OBJECTIVE:
         raise UnknownDefaultsError(f"unknown objective {objective!r}; known: {sorted(OBJECTIVE)}")
     values, sources = dict(COMMON), ["COMMON"]
     values.update(OBJECTIVE[objective])
     sources.append(f"OBJECTIVE[{objective!r}]")
+    if (objective, domain) in DOMAIN_ROWS:
+        values.update(DOMAIN_ROWS[(objective, domain)])
+        values.pop("msz_per_channel", None)
+        sources.append(f"DOMAIN_ROWS{(objective, domain)}")
     if (objective, dataset) in DATASET_ROWS:
         values.update(DATASET_ROWS[(objective, dataset)])
         sources.append(f"DATASET_ROWS{(objective, dataset)}")
@@ -158,7 +170,9 @@ def defaults(objective: str, dataset: str, res: int, ipc: int, needed=()) -> tup
     if row_key in ROWS:
         values.update(ROWS[row_key])
         sources.append(f"ROWS{row_key}")
-    missing = [k for k in needed if k not in values]
+    if "msz_per_channel" in values:
+        values.pop("msz_fraction", None)
+    missing = [k for k in needed if k not in values and not (k == "msz_per_channel" and "msz_fraction" in values)]
     if missing:
         arch = sorted(k for k in DDIF_ARCH)
         raise UnknownDefaultsError(

@@ -4,17 +4,12 @@
 Flags left unset take their value from hyper_params.py; the outer/inner loop lengths come from the ipc
 (1, 10, 20, 30, 40, 50) unless --outer_loop/--inner_loop are given. See --help.
 """
-from common.args import build_parser, resolve_args
 from common.cli import run_main
-from common.dc import GradientMatching, add_dc_args, loops_for_ipc
-from common.distill import run_distillation
+from common.distill import main as distill
 
 
 def main(argv=None):
-    ns = build_parser(__doc__, add_dc_args).parse_args(argv)
-    ns.outer_loop, ns.inner_loop = loops_for_ipc(ns.ipc, ns.outer_loop, ns.inner_loop)  # fail before any work
-    args = resolve_args(ns, "DC")
-    run_distillation(args, GradientMatching)
+    return distill("DC", argv, __doc__)
 
 
 if __name__ == "__main__":

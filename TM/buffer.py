@@ -16,39 +16,25 @@ import time
 
 from tqdm.auto import tqdm
 
-from common.args import Bool, FrozenArgs, resolve_video_flags, native_res
-from common.augment import DEFAULT_STRATEGY, DSA
 from common import dist
+from common.args import FrozenArgs, build_parser, fill_from_table, resolve_data
+from common.augment import DSA
 from common.cli import run_main
-from common.data import DATASETS, is_video, is_voxel, recorded_transform
-from common.data.video import DEFAULT_CACHE_DIR, SHORT_CLIPS
+from common.data import recorded_transform
 from common.distill import load_real
+from common.domains import domain_of
 from common.errors import UserError, choice_error
-from common.experts import (RECIPE_KEYS, VIDEO_RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file,
-                            save_expert_file, train_expert)
+from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file, save_expert_file,
+                            train_expert)
 from common.networks import get_network, list_networks
 from common.paths import expert_dir
-from common.utils import DEVICES, derive_seed
+from common.utils import derive_seed
 
 
-def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    g = p.add_argument_group("data and network (as in the TM runs that will use the experts)")
-    g.add_argument("--dataset", default="FashionMNIST", help=f"one of {', '.join(DATASETS)}")
-    g.add_argument("--subset", default=None, help="ImageNet subset (imagenette, imagewoof, ...)")
-    g.add_argument("--res", type=int, default=None, help="resolution (None: the dataset's own; ImageNet 128)")
-    g.add_argument("--frames", type=int, default=None, help="video: frames per clip (None: the dataset's)")
-    g.add_argument("--frame_gap", type=int, default=None, help="video: distance between sampled frames")
-    g.add_argument("--short_clips", default="error", choices=SHORT_CLIPS,
-                   help="video: clips too short for frames x gap are an error, or sampled with a smaller gap")
-    g.add_argument("--clip_seed", type=int, default=0, help="video: the seed of the training clips' starts and flips")
-    g.add_argument("--clip_cache", default=DEFAULT_CACHE_DIR,
-                   help="video and voxels: folder of the decoded clips or voxel grids")
-    g.add_argument("--solid", action=Bool, default=False, help="voxels: fill the inside of each shape's surface")
-    g.add_argument("--model", default="ConvNet", help="expert network (see common/networks.py)")
-    g.add_argument("--zca", action=Bool, default=False, help="ZCA-whiten the data")
-    g.add_argument("--data_path", default="data")
-    g.add_argument("--n_train_per_class", type=int, default=None, help="train on only this many images per class")
-    g.add_argument("--n_test", type=int, default=None, help="test accuracy on only this many test images")
+def add_buffer_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument_group("network").add_argument(
+        "--model", default=None, help="expert network, as in the TM runs that will use the experts (see "
+                                      "common/networks.py; None: the domain's)")
     g = p.add_argument_group("experts")
     g.add_argument("--buffer_path", default="buffers", help="root of the expert folders")
     g.add_argument("--num_experts", type=int, default=100)
@@ -57,35 +43,25 @@ def add_buffer_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     g.add_argument("--mom", type=float, default=0.0, help="SGD momentum")
     g.add_argument("--l2", type=float, default=0.0, help="weight decay")
     g.add_argument("--batch_train", type=int, default=256)
-    g.add_argument("--dsa", action=Bool, default=None,
-                   help="differentiable siamese augmentation (None: on for images, off for video and voxels)")
-    g.add_argument("--dsa_strategy", default=DEFAULT_STRATEGY)
     g.add_argument("--save_interval", type=int, default=10, help="experts per replay_buffer_{n}.pt")
-    g = p.add_argument_group("run")
-    g.add_argument("--device", default="auto", choices=DEVICES)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--progress", action=Bool, default=True)
-    return p
+
+
+def build_buffer_parser() -> argparse.ArgumentParser:
+    return build_parser(__doc__, role="buffer", extra=(add_buffer_args,))
 
 
 def resolve_buffer_args(a: argparse.Namespace) -> FrozenArgs:
-    if a.dataset not in DATASETS:
-        raise choice_error("dataset", a.dataset, DATASETS)
-    if a.model not in list_networks():
-        raise choice_error("model", a.model, list_networks())
-    for k in ("num_experts", "train_epochs", "batch_train", "save_interval"):
-        if getattr(a, k) < 1:
-            raise UserError(f"--{k} must be >= 1, got {getattr(a, k)}")
-    if a.lr_teacher <= 0:
-        raise UserError(f"--lr_teacher must be > 0, got {a.lr_teacher}")
     values = dict(vars(a))
-    values["res"] = a.res or native_res(a.dataset)
-    resolve_video_flags(values)
-    if values["dsa"] is None:  # as hyper_params.py: on for images, off for clips and voxel grids
-        values["dsa"] = not (is_video(a.dataset) or is_voxel(a.dataset))
-    if values["solid"] and not is_voxel(a.dataset):
-        raise UserError(f"--solid fills voxel shapes; {a.dataset} does not hold voxel grids")
-    values["subset"] = a.subset if a.dataset == "ImageNet" else None
+    domain = resolve_data(values)
+    values["model"] = values["model"] or domain.default_model
+    if values["model"] not in list_networks():
+        raise choice_error("model", values["model"], list_networks())
+    for k in ("num_experts", "train_epochs", "batch_train", "save_interval"):
+        if values[k] < 1:
+            raise UserError(f"--{k} must be >= 1, got {values[k]}")
+    if values["lr_teacher"] <= 0:
+        raise UserError(f"--lr_teacher must be > 0, got {values['lr_teacher']}")
+    fill_from_table(values, "TM", domain, ("dsa",), lambda m: None)  # augment as the TM runs do
     return FrozenArgs(**values).freeze()
 
 
@@ -96,18 +72,18 @@ def header_for(args, real, net) -> dict:
                 param_shapes=layout.as_list(), zca=args.zca, transform=real.transform, train_epochs=args.train_epochs,
                 lr_teacher=args.lr_teacher, mom=args.mom, l2=args.l2, batch_train=args.batch_train,
                 dsa=args.dsa_strategy if args.dsa else None, n_train_per_class=args.n_train_per_class, seed=args.seed,
-                **({"frame_gap": args.frame_gap, "short_clips": args.short_clips, "clip_seed": args.clip_seed}
-                   if is_video(args.dataset) else {}), **({"solid": args.solid} if args.solid else {}))
+                **domain_of(args.dataset).recipe(args))
 
 
-def existing_experts(folder: str, header: dict) -> tuple[int, int]:
-    """(experts already there, next file index); UserError if a file is unreadable or has another recipe."""
+def existing_experts(folder: str, header: dict, domain_keys=()) -> tuple[int, int]:
+    """(experts already there, next file index); UserError if a file is unreadable or has another recipe (that of
+    RECIPE_KEYS and ``domain_keys``, what the domain's options made of the data)."""
     files = numbered_files(folder)
     count = 0
     for _, path in files:
         obj = read_expert_file(path, mmap=True)
         obj = dict(obj, transform=recorded_transform(obj))  # files from before the transform was recorded
-        keys = RECIPE_KEYS + tuple(k for k in VIDEO_RECIPE_KEYS if k in header)
+        keys = RECIPE_KEYS + tuple(domain_keys)
         diff = [f"{k} {obj.get(k)!r} (now {header[k]!r})" for k in keys if obj.get(k) != header[k]]
         if diff:
             how = ("this code no longer makes such experts; " if obj["transform"] != header["transform"] else
@@ -122,15 +98,15 @@ def main(argv=None) -> str:
     """Train the experts; under torchrun every process trains its share of the files (file j of this build on
     rank j % world size, each expert seeded by --seed and its index as always), so the files are those one
     process writes; only rank 0 writes log.txt."""
-    args = resolve_buffer_args(add_buffer_args(argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)).parse_args(argv))
+    args = resolve_buffer_args(build_buffer_parser().parse_args(argv))
     device = dist.setup(args.device)
     folder = expert_dir(args)
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
         real = load_real(args).to(device)
     header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
     # rank 0 reads the folder (the others get its answer) before any rank writes to it
-    done, next_file = dist.broadcast_object(existing_experts(folder, header) if dist.is_main() else None)
+    done, next_file = dist.broadcast_object(
+        existing_experts(folder, header, domain_of(args.dataset).recipe(args)) if dist.is_main() else None)
     os.makedirs(folder, exist_ok=True)
 
     def log(msg: str) -> None:

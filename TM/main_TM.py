@@ -4,20 +4,12 @@
     python TM/main_TM.py --synset ddif --dataset CIFAR10 --ipc 1 --zca
 Flags left unset take their value from hyper_params.py; see --help.
 """
-from common.args import build_parser, resolve_args
 from common.cli import run_main
-from common.distill import run_distillation
-from common.experts import check_expert_folder
-from common.paths import expert_dir
-from common.tm import TrajectoryMatching, add_tm_args, check_tm_args
+from common.distill import main as distill
 
 
 def main(argv=None):
-    args = resolve_args(build_parser(__doc__, add_tm_args).parse_args(argv), "TM")
-    check_tm_args(args)
-    # before loading the data and the DDiF warm start
-    check_expert_folder(expert_dir(args), args, args.max_files, args.max_start_epoch - 1 + args.expert_epochs)
-    run_distillation(args, TrajectoryMatching)
+    return distill("TM", argv, __doc__)
 
 
 if __name__ == "__main__":

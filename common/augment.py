@@ -55,14 +55,14 @@ _BLOCK = 128  # samples per independently seeded block of a random stream
 class _Draws:
     """Per-sample uniform random numbers in [0, 1) for one call, keyed by parameter name.
 
-    ``uniform(name)`` returns shape (B * frames,) on the target device: B values of the stream `name`,
-    each repeated `frames` times (all frames of a video share their sample's parameters). With ``shared``
+    ``uniform(name)`` returns shape (B * steps,) on the target device: B values of the stream `name`,
+    each repeated `steps` times (all frames of a video share their sample's parameters). With ``shared``
     (siamese mode) all B values are the stream's first one.
     """
 
-    def __init__(self, seed: int, batch: int, frames: int, device: torch.device, dtype: torch.dtype,
+    def __init__(self, seed: int, batch: int, steps: int, device: torch.device, dtype: torch.dtype,
                  shared: bool):
-        self.seed, self.batch, self.frames, self.shared = int(seed), batch, frames, shared
+        self.seed, self.batch, self.steps, self.shared = int(seed), batch, steps, shared
         self.device, self.dtype = device, dtype
         self._gen = torch.Generator(device="cpu")
 
@@ -74,11 +74,11 @@ class _Draws:
         return torch.cat(blocks)[:n]
 
     def _per_row(self, name: str) -> Tensor:
-        """(B * frames,) values of stream `name` on the CPU."""
+        """(B * steps,) values of stream `name` on the CPU."""
         if self.shared:
-            return self._cpu(name, 1).expand(self.batch * self.frames)
+            return self._cpu(name, 1).expand(self.batch * self.steps)
         u = self._cpu(name, self.batch)
-        return u.repeat_interleave(self.frames) if self.frames > 1 else u
+        return u.repeat_interleave(self.steps) if self.steps > 1 else u
 
     def uniform(self, name: str) -> Tensor:
         return self._per_row(name).to(device=self.device, dtype=self.dtype)
@@ -158,7 +158,7 @@ class DSA:
         mean_c = x.mean(dim=1, keepdim=True)
         x = (x - mean_c) * (d.uniform("saturation") * p.saturation).view(-1, 1, 1, 1) + mean_c
         # contrast: deviation from the mean of the whole sample (all frames of a video)
-        mean_s = x.reshape(d.batch, -1).mean(dim=1).repeat_interleave(d.frames).view(-1, 1, 1, 1)
+        mean_s = x.reshape(d.batch, -1).mean(dim=1).repeat_interleave(d.steps).view(-1, 1, 1, 1)
         return (x - mean_s) * (d.uniform("contrast") + p.contrast).view(-1, 1, 1, 1) + mean_s
 
     def _crop(self, x: Tensor, d: _Draws) -> Tensor:

@@ -35,6 +35,7 @@ from .dm import class_batches
 from .errors import UserError
 from .evaluate import train_epoch
 from .networks import get_network
+from .objective import Objective
 from .utils import derive_seed
 
 # ipc -> (outer_loop, inner_loop) of the original code
@@ -160,9 +161,22 @@ def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images:
         train_epoch(net, optimizer, images, labels, BATCH_TRAIN, dsa, g, derive_seed(seed, e))
 
 
-class GradientMatching:
+class GradientMatching(Objective):
+    name = "DC"
+    splits = "the classes"
+    self_resolved = ("outer_loop", "inner_loop")
+
+    @classmethod
+    def add_args(cls, p: argparse.ArgumentParser) -> None:
+        add_dc_args(p)
+
+    @classmethod
+    def resolve(cls, values: dict) -> None:
+        values["outer_loop"], values["inner_loop"] = loops_for_ipc(values["ipc"], values.get("outer_loop"),
+                                                                   values.get("inner_loop"))
+
     def __init__(self, ctx):
-        self.ctx = ctx
+        super().__init__(ctx)
         args = ctx.args
         self.outer_loop, self.inner_loop = loops_for_ipc(args.ipc, args.outer_loop, args.inner_loop)
         ctx.record.log(f"DC: outer_loop {self.outer_loop}, inner_loop {self.inner_loop} (ipc {args.ipc})")

@@ -2,6 +2,7 @@
 of a finished run, and the markdown table they print."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -49,7 +50,6 @@ def flags(d: dict) -> list:
 
 def find_run(save_path: str, objective: str, dataset: str, exp_name: str) -> str:
     """The folder of run ``exp_name`` of ``objective`` on ``dataset`` (whatever its resolution tag)."""
-    import glob
     found = sorted(glob.glob(os.path.join(save_path, objective, f"{dataset}*", exp_name)))
     if len(found) != 1:
         raise FileNotFoundError(f"expected one run folder {save_path}/{objective}/{dataset}*/{exp_name}, found {found}")

@@ -1,9 +1,9 @@
 """The distillation loop shared by every objective: set-up, periodic evaluation, checkpoints, resume.
 
-An objective (DM, DC, TM) is a class built from a :class:`Context` with a ``step(it) -> loss`` method
-(one update of the synthetic set) and optional ``state_dict``/``load_state_dict``/``metrics`` for what it
-must carry across a resume. Everything else -- data, synthetic set, warm start and its cache, the run
-folder, evaluation, the best and the resume checkpoints, NaN checks -- lives here once.
+An objective (DM, DC, TM: :class:`common.objective.Objective`) is built from a :class:`Context` and updates the
+synthetic set once per ``step(it)``. Everything else -- data, synthetic set, warm start and its cache, the run
+folder, evaluation, the best and the resume checkpoints, NaN checks -- lives here once; what differs by kind of
+data is asked of the dataset's domain (:mod:`common.domains`). :func:`main` is every ``main_*.py``.
 """
 from __future__ import annotations
 
@@ -13,34 +13,32 @@ import os
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
 from . import dist
-from .args import synset_config
+from .args import build_parser, resolve_args, synset_config
 from .augment import DSA
 from .atomic import torch_save, write_text
-from .data import RealData, get_dataset, is_video, is_voxel, transform_mismatch
+from .data import RealData, transform_mismatch
+from .domains import DOMAINS, domain_of
 from .errors import CheckpointError, NonFiniteError, UserError
 from .evaluate import EvalConfig, evaluate_pool
 from .networks import get_eval_pool, get_network
+from .objective import Objective
+from .objectives import objective_class
 from .paths import init_cache_path, run_dir
-from .runlog import RunRecord, save_visuals
+from .runlog import RunRecord
 from .synsets import SynSet, build_synset, load_checkpoint
 from .utils import derive_seed, seed_everything
 
-# args that define an experiment: a resumed run must agree on them
-IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed",
-                 "solid", "model", "ipc", "dipc", "zca", "seed", "n_train_per_class", "batch_syn")
-# what a checkpoint written before a key existed is taken to have had
-IDENTITY_DEFAULTS = {"short_clips": "error", "clip_seed": 0, "solid": False}
-# of the real clips a set was initialised from, the checkpoints keep (and the grid shows) this many per class
-# (images: every one)
-SHOWN_PER_CLASS = {"video": 4, "voxel": 10}
-# what each objective splits over torchrun's processes
-SPLITS = {"DM": "the classes", "DC": "the classes", "TM": "the trajectories of an iteration"}
+# args that define an experiment, besides its domain's options: a resumed run must agree on them
+IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "model", "ipc", "dipc", "zca", "seed",
+                 "n_train_per_class", "batch_syn")
+# what eval.py needs to rebuild the data a set was distilled on, besides its domain's options
+META_KEYS = ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed", "objective")
 
 
 @dataclass
@@ -54,54 +52,47 @@ class Context:
     dsa: Optional[DSA]
     eval_cfg: EvalConfig
     eval_pool: list
+    domain: object = None
     extras: dict = field(default_factory=dict)
 
 
-def voxel_cache_dir(args) -> str:
-    """The folder of cached voxel grids: ``voxels/`` next to the clip cache (buffer.py, eval.py: --clip_cache) or in
-    the warm-start folder (runs: --init_cache); with the defaults, cache/voxels for every script."""
-    if getattr(args, "clip_cache", None):
-        return os.path.join(os.path.dirname(os.path.normpath(args.clip_cache)) or ".", "voxels")
-    return os.path.join(getattr(args, "init_cache", None) or "cache", "voxels")
+def main(objective: str, argv: Optional[Sequence[str]] = None, description: str = "", **defaults) -> dict:
+    """A ``main_*.py``: parse and resolve the flags (``defaults``: the script's own, e.g. its dataset), distil."""
+    p = build_parser(description, objective)
+    p.set_defaults(**defaults)
+    return run_distillation(resolve_args(p.parse_args(argv), objective), objective_class(objective))
 
 
-def video_options(args) -> dict:
-    """get_dataset's options of a video dataset (clip sampling) or a voxel dataset (none for images)."""
-    if is_voxel(args.dataset):
-        return dict(solid=args.solid, cache_dir=voxel_cache_dir(args), progress=getattr(args, "progress", False))
-    if not is_video(args.dataset):
-        return {}
-    if getattr(args, "clip_cache", None):  # buffer.py
-        cache_dir = args.clip_cache
-    else:  # distillation runs: next to the warm starts
-        cache_dir = os.path.join(getattr(args, "init_cache", None) or "cache", "clips")
-    return dict(frames=args.frames, frame_gap=args.frame_gap, clip_seed=args.clip_seed, short_clips=args.short_clips,
-                progress=getattr(args, "progress", False), cache_dir=cache_dir)
-
-
-def load_real(args) -> RealData:
-    real = get_dataset(args.dataset, args.data_path, res=args.res, subset=args.subset, zca=args.zca,
-                       **video_options(args))
+def load_real(args, test_only: bool = False) -> RealData:
+    """The real data of resolved ``args`` (distillation runs, buffer.py, eval.py), restricted when asked."""
+    domain = domain_of(args.dataset)
+    real = domain.load(args.dataset, data_path=args.data_path, res=args.res, subset=args.subset, zca=args.zca,
+                       options=domain.option_values(args), cache_root=args.cache,
+                       progress=getattr(args, "progress", False), test_only=test_only)
     if args.n_train_per_class or args.n_test:
         real = real.restrict(args.n_train_per_class, args.n_test, seed=args.seed)
     return real
 
 
+def identity(args) -> dict:
+    """What a resume checkpoint records of the experiment."""
+    return dict({k: getattr(args, k) for k in IDENTITY_KEYS}, **domain_of(args.dataset).option_values(args))
+
+
 def meta(args, real: RealData) -> dict:
     """What eval.py needs to rebuild the data a synthetic set was distilled on."""
-    keys = ("dataset", "subset", "res", "frames", "frame_gap", "short_clips", "clip_seed", "solid", "zca", "model",
-            "data_path", "ipc", "seed", "objective")
-    return dict({k: getattr(args, k, None) for k in keys}, transform=real.transform)
+    return dict({k: getattr(args, k, None) for k in META_KEYS}, **domain_of(args.dataset).option_values(args),
+                transform=real.transform)
 
 
 def shown(images: torch.Tensor, labels: torch.Tensor, domain: str) -> tuple[torch.Tensor, torch.Tensor]:
     """What checkpoints keep of the real instances a set was initialised from: every image; of clips and voxel
-    grids the first few of each class, those the grid shows, in float16 (a budget-filled miniUCF101 set's would be
-    8.5 GB)."""
-    if domain not in SHOWN_PER_CLASS:
+    grids the first few of each class (the domain's ``shown_per_class``), those the grid shows, in float16 (a
+    budget-filled miniUCF101 set's would be 8.5 GB)."""
+    per_class = DOMAINS[domain].shown_per_class
+    if per_class is None:
         return images, labels
-    keep = torch.cat([torch.nonzero(labels == c).flatten()[:SHOWN_PER_CLASS[domain]]
-                      for c in labels.unique(sorted=True).tolist()])
+    keep = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in labels.unique(sorted=True).tolist()])
     return images[keep].half(), labels[keep]
 
 
@@ -155,11 +146,13 @@ def build_context(args) -> Context:
     dsa = DSA(args.dsa_strategy) if args.dsa else None
     eval_cfg = EvalConfig(epochs=args.epoch_eval_train, num_eval=args.num_eval, device=device, lr=args.lr_net,
                           dsa=dsa, seed=args.seed, progress=args.progress)
-    return Context(args, device, real, synset, None, record, dsa, eval_cfg, get_eval_pool(args.eval_mode, args.model))
+    return Context(args, device, real, synset, None, record, dsa, eval_cfg, get_eval_pool(args.eval_mode, args.model),
+                   domain_of(args.dataset))
 
 
-def run_distillation(args, objective_cls) -> dict:
+def run_distillation(args, objective_cls: type[Objective]) -> dict:
     """Distil with ``objective_cls``; returns {model: (acc_mean, acc_std)} of the last evaluation."""
+    objective_cls.preflight(args)
     ctx = build_context(args)
     synset, record = ctx.synset, ctx.record
     ckpt_path = record.path("checkpoint.pt")
@@ -176,7 +169,7 @@ def run_distillation(args, objective_cls) -> dict:
             init_images, init_labels = saved_init(state, synset)
         else:
             init_images, init_labels = initialise(args, synset, ctx.real, record)
-        save_visuals(init_images.float(), init_labels, record.path("imgs"), "init_real", ctx.real)
+        ctx.domain.save_visuals(init_images.float(), init_labels, record.path("imgs"), "init_real", ctx.real)
     if dist.world_size() > 1:
         resume_keys = ("optimizer", "objective", "iteration", "best")
         shared = dist.broadcast_object({"synset": synset.payload(),
@@ -191,8 +184,7 @@ def run_distillation(args, objective_cls) -> dict:
     if resumed:
         try:
             ctx.optimizer.load_state_dict(state["optimizer"])
-            if hasattr(objective, "load_state_dict"):
-                objective.load_state_dict(state["objective"])
+            objective.load_state_dict(state["objective"])
         except (KeyError, ValueError, RuntimeError) as e:
             raise CheckpointError(f"resume checkpoint {ckpt_path} does not fit this run: {e}") from None
         start, best = state["iteration"], state["best"]
@@ -200,16 +192,16 @@ def run_distillation(args, objective_cls) -> dict:
         record.log(f"resumed from {ckpt_path} at iteration {start}")
     if dist.world_size() > 1:
         record.log(f"{dist.world_size()} processes ({dist.backend()}): {objective_cls.__name__} "
-                   f"splits {SPLITS.get(args.objective, 'its work')} over them; evaluation splits its networks")
+                   f"splits {objective.splits} over them; evaluation splits its networks")
     wandb = _wandb(args, record) if args.wandb and dist.is_main() else None
 
     def save_resume(next_it: int):
         if not dist.is_main():
             return
-        torch_save({"format": 1, "args": {k: getattr(args, k) for k in IDENTITY_KEYS},
+        torch_save({"format": 1, "args": identity(args),
                     "meta": meta(args, ctx.real), "transform": ctx.real.transform, "iteration": next_it,
                     "synset": synset.payload(), "optimizer": ctx.optimizer.state_dict(),
-                    "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
+                    "objective": objective.state_dict(),
                     "best": best, "init_images": init_images, "init_labels": init_labels}, ckpt_path)
 
     last = {}
@@ -244,13 +236,12 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
         images, labels = synset.get()
     if dist.is_main():
         for stem in (f"syn_{it:06d}", "syn_latest"):
-            save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
+            ctx.domain.save_visuals(images, labels, record.path("imgs"), stem, ctx.real)
     t = time.time()
-    cfg = ctx.eval_cfg  # an objective with eval_lr() (TM: the learned step size) sets the evaluation lr
-    if hasattr(objective, "eval_lr"):
-        cfg = dataclasses.replace(cfg, lr=objective.eval_lr())
+    # the objective sets the evaluation lr (TM: the learned step size)
+    cfg = dataclasses.replace(ctx.eval_cfg, lr=objective.eval_lr(ctx.eval_cfg.lr))
     results = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, cfg, tag=it)
-    extra = objective.metrics() if hasattr(objective, "metrics") else {}
+    extra = objective.metrics()
     for model, (mean, std) in results.items():
         record.add_metric(iteration=it, model=model, acc_mean=mean, acc_std=std, num_eval=args.num_eval, **extra)
         record.log(f"it {it:5d}  {model:<12} acc {100 * mean:.2f} +- {100 * std:.2f}  "
@@ -276,8 +267,11 @@ def checkpoint_meta(state: dict) -> dict:
 
 
 def check_identity(saved: dict, args, path: str) -> None:
-    diff = [f"{k}: checkpoint {saved.get(k, IDENTITY_DEFAULTS.get(k))!r} vs now {getattr(args, k, None)!r}"
-            for k in IDENTITY_KEYS if saved.get(k, IDENTITY_DEFAULTS.get(k)) != getattr(args, k, None)]
+    """A resume checkpoint's experiment must be this run's (an option a checkpoint predates: its default)."""
+    fallback = {opt.name: opt.default for opt in domain_of(args.dataset).options}
+    now = identity(args)
+    diff = [f"{k}: checkpoint {saved.get(k, fallback.get(k))!r} vs now {v!r}"
+            for k, v in now.items() if saved.get(k, fallback.get(k)) != v]
     if diff:
         raise CheckpointError(f"resume checkpoint {path} was written by another experiment: {'; '.join(diff)}")
 

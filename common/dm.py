@@ -13,6 +13,7 @@ import torch
 
 from . import dist
 from .networks import get_network
+from .objective import Objective
 from .utils import derive_seed
 
 
@@ -62,12 +63,12 @@ def random_frozen_network(model: str, real, device, seed: int):
     return net.train()
 
 
-class DistributionMatching:
+class DistributionMatching(Objective):
     """Under torchrun each rank computes the losses of its share of the classes (:func:`common.dist.shard`) on the
     same network; the set's gradients are summed over the ranks, so every rank takes the step one process would."""
 
-    def __init__(self, ctx):
-        self.ctx = ctx
+    name = "DM"
+    splits = "the classes"
 
     def step(self, it: int) -> float:
         ctx, args = self.ctx, self.ctx.args

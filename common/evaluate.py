@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from . import dist
 from .augment import DSA
 from .networks import get_network
+from .synsets.base import sample_real
 from .utils import derive_seed
 
 
@@ -97,7 +99,6 @@ def evaluate_synset(model: str, images: Tensor, labels: Tensor, real, cfg: EvalC
     """Test accuracies of ``cfg.num_eval`` fresh ``model`` networks trained on (images, labels). Under torchrun
     the networks are split over the processes (network k on rank k % world size, its seeds unchanged) and the
     accuracies gathered, so every rank returns the list one process would."""
-    from . import dist
     accs = []
     im_size = tuple(images.shape[2:])
     mine = dist.shard(range(cfg.num_eval))
@@ -122,7 +123,6 @@ def evaluate_pool(models: Sequence[str], images: Tensor, labels: Tensor, real, c
 
 def random_real(real, ipc: int, seed: int) -> tuple[Tensor, Tensor]:
     """The random-real baseline at the same storage budget: ``ipc`` random real images per class."""
-    from .synsets.base import sample_real
     g = torch.Generator().manual_seed(derive_seed(seed, "random_real"))
     images = torch.cat([sample_real(real, c, ipc, g) for c in range(real.num_classes)])
     labels = torch.arange(real.num_classes).repeat_interleave(ipc)

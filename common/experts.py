@@ -25,9 +25,15 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 
+import hyper_params
+
 from .atomic import torch_save
 from .data import transform_mismatch
+from .domains import domain_of
 from .errors import CheckpointError, UserError
+from .evaluate import test_accuracy, train_epoch
+from .networks import get_network
+from .utils import derive_seed
 
 FORMAT_VERSION = 1
 FILE_RE = re.compile(r"replay_buffer_(\d+)\.pt")
@@ -35,9 +41,7 @@ FILE_RE = re.compile(r"replay_buffer_(\d+)\.pt")
 RECIPE_KEYS = ("dataset", "subset", "res", "model", "zca", "transform", "num_params", "train_epochs", "lr_teacher",
                "mom", "l2", "batch_train", "dsa", "n_train_per_class")
 
-
-# video experts also record how their clips were sampled (the clip count is in im_size), voxel ones a solid fill
-VIDEO_RECIPE_KEYS = ("frame_gap", "short_clips", "clip_seed", "solid")
+# besides these, a file records what its domain's options made of the data (common.domains: Domain.recipe)
 
 
 def file_name(n: int) -> str:
@@ -122,20 +126,15 @@ def read_expert_file(path: str, mmap: bool = False) -> dict:
 
 def buffer_command(args, train_epochs: Optional[int] = None) -> str:
     """The command that builds the experts ``args`` asks for."""
+    domain = domain_of(args.dataset)
     cmd = ["bash", "TM/scripts/run_buffer.sh", "--dataset", args.dataset]
-    if getattr(args, "subset", None) and args.dataset == "ImageNet":
+    if getattr(args, "subset", None):
         cmd += ["--subset", args.subset]
-    from .args import native_res
-    if args.res not in (None, native_res(args.dataset)):
+    if args.res not in (None, domain.native_res(args.dataset)):
         cmd += ["--res", str(args.res)]
-    if getattr(args, "frames", None) is not None:  # video: the same clips
-        cmd += ["--frames", str(args.frames), "--frame_gap", str(args.frame_gap), "--short_clips", args.short_clips,
-                "--clip_seed", str(args.clip_seed)]
-    if getattr(args, "solid", False):
-        cmd += ["--solid"]
-    from .data import is_video, is_voxel
-    domain_dsa = not (is_video(args.dataset) or is_voxel(args.dataset))  # buffer.py's default
-    if getattr(args, "dsa", None) is not None and args.dsa != domain_dsa:  # the run's augmentation
+    cmd += domain.flags(args)  # the same clips, the same voxel grids
+    table_dsa = hyper_params.defaults("TM", args.dataset, args.res, 1, domain=domain.name)[0]["dsa"]
+    if getattr(args, "dsa", None) is not None and args.dsa != table_dsa:  # buffer.py's default is the table's
         cmd += ["--dsa" if args.dsa else "--no-dsa"]
     cmd += ["--model", args.model, "--zca" if args.zca else "--no-zca", "--buffer_path", args.buffer_path]
     if getattr(args, "data_path", "data") != "data":
@@ -149,17 +148,16 @@ def _mismatch(header: dict, args, path: str, what: str) -> Optional[str]:
     """Why the experts in ``path`` do not fit ``args`` (None if they do)."""
     for key in ("dataset", "subset", "res", "model", "zca"):
         saved, now = header.get(key), getattr(args, key, None)
-        if key == "subset" and args.dataset != "ImageNet":
-            continue
         if saved != now:
             why = (f"built {'with' if saved else 'without'} ZCA whitening, but this run has "
                    f"{'--zca' if now else '--no-zca'}" if key == "zca" else
                    f"built for {key} {saved!r}, not {now!r} (--{key})")
             return f"{what} {path} were {why}; build experts for this run with: {buffer_command(args)}"
-    for key in VIDEO_RECIPE_KEYS:  # video: experts trained on other clips
-        if key in header and header[key] != getattr(args, key, None):
-            return (f"{what} {path} were trained on data made with --{key} {header[key]!r}, not "
-                    f"{getattr(args, key, None)!r}; build experts for this run with: {buffer_command(args)}")
+    domain = domain_of(args.dataset)
+    for key, now in domain.option_values(args).items():  # experts trained on other clips, other voxel grids
+        if key in header and header[key] != now:
+            return (f"{what} {path} were trained on data made with --{key} {header[key]!r}, not {now!r}; build "
+                    f"experts for this run with: {buffer_command(args)}")
     why = transform_mismatch(header, args.zca)
     if why:
         return (f"{what} {path} were {why}; delete {os.path.dirname(path)} and build them again with: "
@@ -259,10 +257,6 @@ def train_expert(model: str, real, epochs: int, lr: float, momentum: float, weig
     """Train a fresh ``model`` on the real training set by SGD (DSA on every batch when ``dsa``) and return
     its flat parameters after every epoch, (epochs + 1, P) with row 0 the initialisation, and its final test
     accuracy. ``on_epoch(epoch, test_acc)`` is called after each epoch. Every random draw comes from ``seed``."""
-    from .evaluate import test_accuracy, train_epoch
-    from .networks import get_network
-    from .utils import derive_seed
-
     torch.manual_seed(derive_seed(seed, "init"))
     net = get_network(model, real.channel, real.num_classes, real.im_size).to(device).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)

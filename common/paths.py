@@ -5,26 +5,16 @@ import hashlib
 import json
 import os
 
+from .domains import domain_of
+from .synsets.ddif import WARM_START_VERSION
+
 
 def dataset_tag(args) -> str:
-    tag = args.dataset + (f"_{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
-    tag += f"_res{args.res}" if args.res not in (None, _native(args.dataset)) else ""
-    return tag + _clip_tag(args) + ("_solid" if getattr(args, "solid", False) else "")
-
-
-def _clip_tag(args) -> str:
-    """Video clips sampled otherwise than the dataset's default: _f{frames}_g{gap}."""
-    from .data.video import VIDEO_SPECS
-    spec = VIDEO_SPECS.get(args.dataset)
-    frames, gap = getattr(args, "frames", None), getattr(args, "frame_gap", None)
-    if spec is None or (frames in (None, spec.frames) and gap in (None, spec.gap)):
-        return ""
-    return f"_f{frames or spec.frames}_g{gap or spec.gap}"
-
-
-def _native(dataset: str) -> int:
-    from .args import native_res
-    return native_res(dataset)
+    """{dataset}[_{subset}][_res{res}] and what the domain's options add (e.g. _f8_g2, _solid)."""
+    domain = domain_of(args.dataset)
+    tag = args.dataset + (f"_{args.subset}" if args.subset else "")
+    tag += f"_res{args.res}" if args.res not in (None, domain.native_res(args.dataset)) else ""
+    return tag + domain.tag(args)
 
 
 def run_dir(args) -> str:
@@ -34,26 +24,22 @@ def run_dir(args) -> str:
 
 
 def expert_dir(args) -> str:
-    """Expert trajectories: {buffer_path}/{dataset}[/{subset}][_NO_ZCA]/{model}/ (buffer.py and main_TM.py)."""
-    folder = args.dataset + (f"/{args.subset}" if args.dataset == "ImageNet" and args.subset else "")
-    if args.res not in (None, _native(args.dataset)):
+    """Expert trajectories: {buffer_path}/{dataset}[/{subset}][_res{res}][options][_NO_ZCA]/{model}/ (buffer.py and
+    main_TM.py)."""
+    domain = domain_of(args.dataset)
+    folder = args.dataset + (f"/{args.subset}" if args.subset else "")
+    if args.res not in (None, domain.native_res(args.dataset)):
         folder += f"_res{args.res}"
-    folder += _clip_tag(args) + ("_solid" if getattr(args, "solid", False) else "")
+    folder += domain.tag(args)
     return os.path.join(args.buffer_path, folder + ("" if args.zca else "_NO_ZCA"), args.model)
 
 
 def init_cache_path(args, synset_config: dict) -> str | None:
     """Warm-started DDiF sets, keyed by everything that determines them; None when caching is off."""
-    if not args.init_cache:
+    if not args.cache:
         return None
-    from .synsets.ddif import WARM_START_VERSION
-
     key = dict(synset_config, dataset=args.dataset, subset=args.subset, res=args.res, zca=args.zca, seed=args.seed,
                n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION)
-    if getattr(args, "frames", None) is not None:  # video: how the clips were sampled
-        key.update(frames=args.frames, frame_gap=args.frame_gap, short_clips=args.short_clips,
-                   clip_seed=args.clip_seed)
-    if getattr(args, "solid", False):  # voxels: filled shapes
-        key.update(solid=True)
+    key.update(domain_of(args.dataset).cache_key(args))  # how the data were made (video: how clips were sampled)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return os.path.join(args.init_cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")
+    return os.path.join(args.cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")

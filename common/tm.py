@@ -44,13 +44,14 @@ from torch import Tensor
 from torch.func import functional_call
 
 from . import dist
-from .args import Bool
 from .errors import UserError
-from .experts import ParamLayout, load_experts
+from .experts import ParamLayout, check_expert_folder, load_experts
 from .networks import get_network
+from .objective import Objective
 from .paths import expert_dir
 from .utils import derive_seed
 
+Bool = argparse.BooleanOptionalAction
 TM_GRADS = ("recompute", "unroll")
 MIN_SYN_LR = 1e-3  # the learnable step size is clipped to at least this after each update
 LR_MOMENTUM = 0.5
@@ -235,11 +236,27 @@ def tm_loss(theta_end: Tensor, theta_start: Tensor, theta_target: Tensor) -> Ten
     return (theta_end - theta_target).square().sum() / (theta_start - theta_target).square().sum()
 
 
-class TrajectoryMatching:
+class TrajectoryMatching(Objective):
     """The TM objective for :func:`common.distill.run_distillation`."""
 
+    name = "TM"
+    splits = "the trajectories of an iteration"
+
+    @classmethod
+    def add_args(cls, p: argparse.ArgumentParser) -> None:
+        add_tm_args(p)
+
+    @classmethod
+    def resolve(cls, values: dict) -> None:
+        check_tm_args(argparse.Namespace(**values))
+
+    @classmethod
+    def preflight(cls, args) -> None:
+        """The experts exist and fit, before the data and the DDiF warm start are loaded."""
+        check_expert_folder(expert_dir(args), args, args.max_files, args.max_start_epoch - 1 + args.expert_epochs)
+
     def __init__(self, ctx):
-        self.ctx = ctx
+        super().__init__(ctx)
         args, real, device = ctx.args, ctx.real, ctx.device
         check_tm_args(args)
         self.net = deterministic_student(get_network(args.model, real.channel, real.num_classes, real.im_size)
@@ -318,7 +335,7 @@ class TrajectoryMatching:
         return dist.sum_scalar(total) / self.n_traj
 
     # -- what run_distillation asks of an objective --------------------------------------------------------
-    def eval_lr(self) -> float:
+    def eval_lr(self, default: Optional[float] = None) -> Optional[float]:
         """The learning rate evaluation networks train with: the learned step size (as in MTT)."""
         return float(self.syn_lr.detach())
 

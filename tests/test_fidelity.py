@@ -22,7 +22,8 @@ from common.evaluate import EvalConfig, lr_decay_epoch, train_network
 from common.experts import check_expert_folder, save_expert_file
 from common.networks import get_network
 from common.optim import FieldAdam
-from common.runlog import RunRecord, to_display
+from common.domains import to_display
+from common.runlog import RunRecord
 from common.synsets import DDiF, FreD, Pixel
 from common.tm import step_size_optimizer
 
@@ -131,7 +132,7 @@ def _fake_real(zca: bool) -> RealData:
 def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
     from common.paths import init_cache_path
     from common.atomic import torch_save
-    args = types.SimpleNamespace(init_cache=str(tmp_path / "cache"), dataset="FashionMNIST", subset=None, res=6,
+    args = types.SimpleNamespace(cache=str(tmp_path / "cache"), dataset="FashionMNIST", subset=None, res=6,
                                  zca=True, seed=0, n_train_per_class=None, progress=False, ipc=1)
     real = _fake_real(zca=True)
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from common.args import build_parser, resolve_data
+from common.domains import domain_of
 from common.paths import run_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,17 +160,13 @@ def _last(argv: list[str], flag: str, default=None):
 
 
 def _run_folder(entry: str, argv: list[str]) -> str:
-    """Where a distillation command writes its run (common.paths.run_dir, seed 0, no --exp_name)."""
-    zca = [a for a in argv if a in ("--zca", "--no-zca")]
-    res = _last(argv, "--res")
-    args = argparse.Namespace(
-        save_path=_last(argv, "--save_path", "runs"), objective=re.search(r"main_(DM|DC|TM)\.py$", entry).group(1),
-        dataset=_last(argv, "--dataset", "FashionMNIST"), subset=_last(argv, "--subset"),
-        res=int(res) if res else None, frames=_last(argv, "--frames"), frame_gap=_last(argv, "--frame_gap"),
-        solid="--solid" in argv, exp_name=_last(argv, "--exp_name"), synset=_last(argv, "--synset"),
-        ipc=int(_last(argv, "--ipc", 1)), model=_last(argv, "--model", "ConvNet"),
-        zca=bool(zca) and zca[-1] == "--zca", seed=int(_last(argv, "--seed", 0)))
-    return run_dir(args)
+    """Where a distillation command writes its run (common.paths.run_dir, seed 0, no --exp_name): its flags
+    resolved by the real parser and the dataset's domain (common.args.resolve_data)."""
+    objective = re.search(r"main_(DM|DC|TM)\.py$", entry).group(1)
+    values = vars(build_parser("", objective).parse_args(argv))
+    resolve_data(values)
+    values["model"] = values["model"] or domain_of(values["dataset"]).default_model
+    return run_dir(argparse.Namespace(objective=objective, **values))
 
 
 def test_checkpoint_paths_are_where_an_earlier_command_of_the_block_writes():

@@ -18,8 +18,7 @@ from common.evaluate import test_accuracy as accuracy_of
 from common.experts import ParamLayout, load_experts, read_expert_file
 from common.networks import get_network
 from common.synsets import DDiF, load_checkpoint
-from common.tm import (TrajectoryMatching, add_tm_args, recompute_backward, tm_loss, unroll_backward,
-                       unroll_student)
+from common.tm import TrajectoryMatching, recompute_backward, tm_loss, unroll_backward, unroll_student
 from helpers import SMALL, TEST_DEVICE, assert_same_run, cli, needs_fmnist, run_shipped_script
 
 pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
@@ -51,7 +50,7 @@ def work(tmp_path_factory):
 def tm_args(work, tmp_path, *extra):
     argv = SMALL + TM_SMALL + ["--buffer_path", str(work / "buffers"), "--init_cache", str(work / "cache"),
                                "--save_path", str(tmp_path / "runs"), *extra]
-    return resolve_args(build_parser("", add_tm_args).parse_args(argv), "TM", log=lambda m: None)
+    return resolve_args(build_parser("", "TM").parse_args(argv), "TM", log=lambda m: None)
 
 
 def tm_objective(work, tmp_path, *extra) -> TrajectoryMatching:

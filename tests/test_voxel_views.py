@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from common.runlog import (VOXEL_TILE_GAP_PX, VOXEL_VIEW_SEP_PX, save_visuals, save_voxel_grid, voxel_projections,
-                           voxel_tile, voxel_view_px)
+from common.domains import DOMAINS
+from common.domains.voxel import (VOXEL_TILE_GAP_PX, VOXEL_VIEW_SEP_PX, save_voxel_grid, voxel_projections, voxel_tile,
+                                  voxel_view_px)
 
 GAP, SEP = VOXEL_TILE_GAP_PX, VOXEL_VIEW_SEP_PX
 
@@ -147,11 +148,11 @@ def test_mean_std_are_undone_and_values_clamped(tmp_path):
         save_voxel_grid(torch.zeros(2, 1, 8, 8), torch.tensor([0, 1]), path)
 
 
-def test_save_visuals_dispatches_voxels_to_one_png(tmp_path):
+def test_the_voxel_domain_draws_one_png(tmp_path):
     real = SimpleNamespace(domain="voxel", mean=[0.0], std=[1.0], zca=None)
     volumes = torch.stack([_cube(), _plate(), _cube()])
     folder = str(tmp_path / "imgs")
-    paths = save_visuals(volumes, torch.tensor([0, 0, 1]), folder, "syn_0100", real)
+    paths = DOMAINS["voxel"].save_visuals(volumes, torch.tensor([0, 0, 1]), folder, "syn_0100", real)
     assert paths == [os.path.join(folder, "syn_0100.png")]
     assert sorted(os.listdir(folder)) == ["syn_0100.png"]
     with open(paths[0], "rb") as f:

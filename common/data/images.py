@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..augment import zca_whiten
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from .base import (DEFAULT_DATA_PATH, NO_DOWNLOAD_ENV, ZCA_EPS, RealData, _find, _first_line, _indices_by_class,
                    _normalise, _Raw)
@@ -29,6 +30,7 @@ IMAGE_DATASETS: tuple[str, ...] = ("FashionMNIST", "MNIST", "CIFAR10", "CIFAR100
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
 IMAGENET_DEFAULT_RES = 128
+DATASETS_WITH_SUBSETS = ("ImageNet",)  # --subset picks one (IMAGENET_SUBSETS)
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
 
@@ -107,7 +109,7 @@ def load(name: str, data_path: str | None = None, res: int | None = None, subset
     on the training images, as the original code does."""
     if name not in _SPECS:
         raise choice_error("dataset", name, IMAGE_DATASETS)
-    if name == "ImageNet" and subset not in IMAGENET_SUBSETS:
+    if name in DATASETS_WITH_SUBSETS and subset not in IMAGENET_SUBSETS:
         raise choice_error("subset", subset, IMAGENET_SUBSETS)
     spec = _SPECS[name]
     im_size = (res, res) if res else spec.native_size
@@ -116,7 +118,6 @@ def load(name: str, data_path: str | None = None, res: int | None = None, subset
     x_train, x_test = (_unit_pixels(x, im_size) for x in (raw.x_train, raw.x_test))
     zca_obj = None
     if zca:
-        from ..augment import zca_whiten
         x_train, x_test, zca_obj = zca_whiten(x_train, x_test, eps=ZCA_EPS)
         mean, std = [0.0] * spec.channel, [1.0] * spec.channel
     else:
@@ -127,6 +128,13 @@ def load(name: str, data_path: str | None = None, res: int | None = None, subset
         mean=mean, std=std, images_train=x_train, labels_train=raw.y_train,
         images_test=x_test, labels_test=raw.y_test,
         indices_class=_indices_by_class(raw.y_train, len(class_names)), zca=zca_obj)
+
+
+def native_size(name: str) -> tuple[int, int]:
+    """(H, W) of dataset ``name`` when no --res is given."""
+    if name not in _SPECS:
+        raise choice_error("dataset", name, IMAGE_DATASETS)
+    return _SPECS[name].native_size
 
 
 def _unit_pixels(x: Tensor, im_size: tuple[int, int]) -> Tensor:

@@ -47,6 +47,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from PIL import Image
 
+from ..cli import run_main
 from . import offline
 from .images import FASHION_MNIST_CLASSES
 from .offline import GARMENT, NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_sources, refuse_existing
@@ -267,6 +268,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from ..cli import run_main
-
     run_main(main)

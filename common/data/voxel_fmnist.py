@@ -50,6 +50,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
+from ..cli import run_main
 from . import offline
 from .images import FASHION_MNIST_CLASSES
 from .offline import NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_sources, refuse_existing
@@ -308,6 +309,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    from ..cli import run_main
-
     run_main(main)

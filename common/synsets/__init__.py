@@ -1,8 +1,8 @@
 """Synthetic-set parameterisations sharing one interface (:class:`SynSet`)."""
 from __future__ import annotations
 
-from ..errors import choice_error
-from .base import SynSet, load_checkpoint
+from ..errors import CheckpointError, choice_error
+from .base import Flag, SynSet, load_checkpoint
 from .ddif import DDiF
 from .fred import FreD
 from .pixel import Pixel
@@ -22,7 +22,6 @@ def build_synset(name: str, **config) -> SynSet:
 
 def synset_from_payload(payload: dict, what: str = "checkpoint") -> SynSet:
     """Rebuild a synthetic set from what :meth:`SynSet.payload` wrote."""
-    from ..errors import CheckpointError
     try:
         synset = build_synset(payload["synset"], **payload["config"])
     except (KeyError, TypeError) as e:
@@ -35,5 +34,5 @@ def load_synset(path: str) -> SynSet:
     return synset_from_payload(load_checkpoint(path, "synthetic-set checkpoint"), f"synthetic-set checkpoint {path}")
 
 
-__all__ = ["SynSet", "DDiF", "FreD", "Pixel", "SYNSETS", "synset_class", "build_synset", "load_synset",
+__all__ = ["Flag", "SynSet", "DDiF", "FreD", "Pixel", "SYNSETS", "synset_class", "build_synset", "load_synset",
            "synset_from_payload", "load_checkpoint"]

@@ -7,9 +7,10 @@ shape (n, channel, *im_size) in one batched call. ``im_size`` may have any numbe
 """
 from __future__ import annotations
 
+import argparse
 import math
 import os
-from typing import ClassVar, Optional, Sequence
+from typing import ClassVar, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -21,9 +22,31 @@ from ..errors import CheckpointError, UserError
 FORMAT_VERSION = 1
 
 
+class Flag(NamedTuple):
+    """A constructor argument of a parameterisation that is also a command-line flag (None: the table's)."""
+    name: str
+    type: type
+    help: str = ""
+    default: object = None
+
+
 class SynSet(nn.Module):
     name: ClassVar[str]
+    title: ClassVar[str]  # the heading of its flags in --help
     any_resolution: ClassVar[bool] = False  # can decode at sizes other than im_size
+    flags: ClassVar[tuple[Flag, ...]] = ()  # its own flags; the constructor takes each by name
+
+    @classmethod
+    def add_args(cls, p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group(cls.title)
+        for f in cls.flags:
+            g.add_argument(f"--{f.name}", type=f.type, default=f.default, help=f.help or None)
+
+    @classmethod
+    def config_from(cls, args, channel: int, num_classes: int, im_size) -> dict:
+        """Constructor arguments for a run's resolved ``args`` and its data."""
+        return dict(num_classes=num_classes, channel=channel, im_size=list(im_size), ipc=args.ipc,
+                    **{f.name: getattr(args, f.name) for f in cls.flags})
 
     def __init__(self, num_classes: int, channel: int, im_size: Sequence[int], ipc: int):
         super().__init__()

@@ -8,7 +8,7 @@ class serves images (H, W), video (T, H, W) and voxels (D, H, W), and decodes at
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .. import dist
 from ..errors import UserError
 from ..optim import FieldAdam
-from .base import SynSet, sample_real
+from .base import Flag, SynSet, sample_real
 
 # Decode at most this many hidden activations (fields x points x width) per chunk: on a CPU small enough
 # for the chunk's activations to stay in cache, on a GPU large enough to keep it busy.
@@ -155,6 +155,26 @@ def point_blocks(size: Sequence[int], fields: int, width: int, limit: int) -> li
     return [(a, min(a + step, size[0])) for a in range(0, size[0], step)]
 
 
+class Piece(NamedTuple):
+    """One chunk: the fields ``fields`` over the points ``points``, a block of the first grid axis whose
+    per-axis coordinates are ``axes``; ``whole`` when the block is all the points."""
+    fields: slice
+    points: slice
+    axes: tuple
+    whole: bool
+
+
+def pieces(n: int, chunk: int, blocks: Sequence[tuple[int, int]], axes: Sequence[Tensor]) -> Iterator[Piece]:
+    """The chunks of a decode or warm start of n fields over the grid of ``axes``: ``chunk`` fields at a time,
+    each group block by block (``blocks`` from point_blocks), the blocks of a group consecutively."""
+    rest = math.prod(len(u) for u in axes[1:])
+    whole = len(blocks) == 1
+    for s in range(0, n, chunk):
+        for a0, a1 in blocks:
+            yield Piece(slice(s, s + chunk), slice(a0 * rest, a1 * rest),
+                        axes if whole else (axes[0][a0:a1], *axes[1:]), whole)
+
+
 class SirenDecode(torch.autograd.Function):
     """Decode fields chunk by chunk without storing activations: the backward recomputes each chunk's forward
     (keeping sin and cos of its hidden layers), so memory does not grow with the number of fields. A chunk is a
@@ -167,15 +187,12 @@ class SirenDecode(torch.autograd.Function):
         ws, bs = params[:half], params[half:]
         n, work = ws[0].shape[0], Workspace()
         out = xa.new_empty(n, ws[-1].shape[1], xa.shape[1])
-        rest = xa.shape[1] // len(axes[0])
-        for s in range(0, n, chunk):
-            wc, bc = [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs]
-            if len(blocks) == 1:
-                siren_layers(axes, wc, bc, scales, work=work, out=out[s:s + chunk])
-                continue
-            for a0, a1 in blocks:
-                part, _, _ = siren_layers((axes[0][a0:a1], *axes[1:]), wc, bc, scales, work=work)
-                out[s:s + chunk, :, a0 * rest:a1 * rest] = part
+        for p in pieces(n, chunk, blocks, axes):
+            wc, bc = [w[p.fields] for w in ws], [b[p.fields] for b in bs]
+            if p.whole:  # written in place; a block's slice of out is not contiguous, so it is copied in
+                siren_layers(p.axes, wc, bc, scales, work=work, out=out[p.fields])
+            else:
+                out[p.fields, :, p.points] = siren_layers(p.axes, wc, bc, scales, work=work)[0]
         ctx.axes, ctx.scales, ctx.chunk, ctx.blocks = axes, scales, chunk, blocks
         ctx.save_for_backward(xa, *params)
         return out
@@ -186,24 +203,23 @@ class SirenDecode(torch.autograd.Function):
         xa, *params = ctx.saved_tensors
         half = len(params) // 2
         ws, bs, chunk, g = params[:half], params[half:], ctx.chunk, g.contiguous()
-        axes, blocks = ctx.axes, ctx.blocks
-        rest = xa.shape[1] // len(axes[0])
-        grads, work = [torch.zeros_like(p) for p in params], Workspace()
-        for s in range(0, ws[0].shape[0], chunk):
-            wc, bc = [w[s:s + chunk] for w in ws], [b[s:s + chunk] for b in bs]
-            for a0, a1 in blocks:
-                p0, p1 = a0 * rest, a1 * rest
-                sub_axes = axes if len(blocks) == 1 else (axes[0][a0:a1], *axes[1:])
-                _, hs, cs = siren_layers(sub_axes, wc, bc, ctx.scales, keep=True, work=work, output=False)
-                gc = g[s:s + chunk] if len(blocks) == 1 else g[s:s + chunk, :, p0:p1].contiguous()
-                gw, gb = siren_backward(gc, xa[:, p0:p1], wc, ctx.scales, hs, cs, work)
-                for full, part in zip(grads, gw + gb):
-                    full[s:s + chunk] += part
+        grads, work = [torch.zeros_like(t) for t in params], Workspace()
+        for p in pieces(ws[0].shape[0], chunk, ctx.blocks, ctx.axes):
+            wc, bc = [w[p.fields] for w in ws], [b[p.fields] for b in bs]
+            _, hs, cs = siren_layers(p.axes, wc, bc, ctx.scales, keep=True, work=work, output=False)
+            gc = g[p.fields] if p.whole else g[p.fields, :, p.points].contiguous()
+            gw, gb = siren_backward(gc, xa[:, p.points], wc, ctx.scales, hs, cs, work)
+            for full, part in zip(grads, gw + gb):
+                full[p.fields] += part
         return (None, None, None, None, None, *grads)
 
 
 class DDiF(SynSet):
     name = "ddif"
+    title = "DDiF (neural fields)"
+    flags = (Flag("dipc", int, "fields per class (0: as many as the budget buys)", 0), Flag("dim_in", int),
+             Flag("num_layers", int), Flag("layer_size", int), Flag("dim_out", int), Flag("w0_initial", float),
+             Flag("w0", float), Flag("lr_nf", float), Flag("epochs_init", int), Flag("lr_nf_init", float))
     any_resolution = True
 
     def __init__(self, num_classes: int, channel: int, im_size: Sequence[int], ipc: int, dipc: int = 0,
@@ -337,7 +353,6 @@ class DDiF(SynSet):
         chunk = max(1, self.chunk_fields(xa.shape[1]) // FIT_CHUNK_DIVISOR)
         # a field too large for one chunk (a 16x112x112 clip) is fitted block of points by block of points
         blocks = point_blocks(self.im_size, chunk, self.layer_size, self.chunk_limit() // FIT_CHUNK_DIVISOR)
-        rest = xa.shape[1] // self.im_size[0]
         params, work = list(self.weights) + list(self.biases), Workspace()
         for t in params:
             t.grad = torch.zeros_like(t)
@@ -347,23 +362,20 @@ class DDiF(SynSet):
             for step in bar:
                 total = 0.0
                 report = step % 100 == 0 or step == steps - 1
-                for s in range(0, n, chunk):
-                    ws, bs = [w[s:s + chunk] for w in self.weights], [b[s:s + chunk] for b in self.biases]
-                    for k, (a0, a1) in enumerate(blocks):
-                        p0, p1 = a0 * rest, a1 * rest
-                        sub_axes = axes if len(blocks) == 1 else (axes[0][a0:a1], *axes[1:])
-                        out, hs, cs = siren_layers(sub_axes, ws, bs, scales, keep=True, work=work)
-                        diff = out.sub_(tgt[s:s + chunk, :, p0:p1])
-                        if report:
-                            total += diff.square().sum().item() / (self.dim_out * xa.shape[1])
-                        # the loss is the sum over fields of each field's own mean squared error
-                        gw, gb = siren_backward(diff.mul_(2 / (self.dim_out * xa.shape[1])), xa[:, p0:p1], ws,
-                                                scales, hs, cs, work)
-                        for t, g in zip(params, gw + gb):
-                            if k == 0:
-                                t.grad[s:s + chunk] = g
-                            else:
-                                t.grad[s:s + chunk] += g
+                for p in pieces(n, chunk, blocks, axes):
+                    ws, bs = [w[p.fields] for w in self.weights], [b[p.fields] for b in self.biases]
+                    out, hs, cs = siren_layers(p.axes, ws, bs, scales, keep=True, work=work)
+                    diff = out.sub_(tgt[p.fields, :, p.points])
+                    if report:
+                        total += diff.square().sum().item() / (self.dim_out * xa.shape[1])
+                    # the loss is the sum over fields of each field's own mean squared error
+                    gw, gb = siren_backward(diff.mul_(2 / (self.dim_out * xa.shape[1])), xa[:, p.points], ws,
+                                            scales, hs, cs, work)
+                    for t, g in zip(params, gw + gb):
+                        if p.points.start == 0:  # the first block of these fields replaces last step's gradient
+                            t.grad[p.fields] = g
+                        else:
+                            t.grad[p.fields] += g
                 opt.step()
                 if report:
                     loss_total = total / n

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .base import SynSet, sample_real
+from .base import Flag, SynSet, sample_real
 
 
 def dct_matrix(n: int, dtype=torch.float32, device=None) -> Tensor:
@@ -43,6 +43,9 @@ def top_variance_frequencies(coefs: Tensor, k: int) -> Tensor:
 
 class FreD(SynSet):
     name = "fred"
+    title = "FreD (frequency coefficients)"
+    flags = (Flag("msz_per_channel", int, "coefficients kept per channel"), Flag("lr_freq", float),
+             Flag("mom_freq", float))
 
     def __init__(self, num_classes: int, channel: int, im_size: Sequence[int], ipc: int, msz_per_channel: int = 64,
                  lr_freq: float = 1e3, mom_freq: float = 0.5):

@@ -7,11 +7,13 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import SynSet, sample_real
+from .base import Flag, SynSet, sample_real
 
 
 class Pixel(SynSet):
     name = "pixel"
+    title = "pixel"
+    flags = (Flag("lr_img", float, "learning rate of the pixels (SGD, momentum 0.5)"),)
 
     def __init__(self, num_classes: int, channel: int, im_size: Sequence[int], ipc: int, lr_img: float = 1.0,
                  mom_img: float = 0.5):
