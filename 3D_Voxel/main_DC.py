@@ -3,8 +3,8 @@
     python 3D_Voxel/main_DC.py --synset ddif --dataset ModelNet10 --ipc 1
     python 3D_Voxel/main_DC.py --synset ddif --dataset VoxelFashionMNIST --model Conv3DNetW32 --res 16
 Defaults: dataset ModelNet10 (32^3 occupancy), model Conv3DNet (the voxel domain's). Flags left unset take their
-value from hyper_params.py (voxels: no augmentation, 1,000 iterations evaluated every 500 by networks trained 300 epochs);
-see --help. TM runs on voxels through TM/main_TM.py with the same --dataset.
+value from hyper_params.py (voxels: no augmentation, 1,000 iterations evaluated every 500 by networks trained 300
+epochs); see --help. TM runs on voxels through TM/main_TM.py with the same --dataset.
 """
 from common.cli import run_main
 from common.distill import main as distill

@@ -4,8 +4,8 @@
     python Video/main_DM.py --synset ddif --dataset MovingFashionMNIST --model ConvNet3DW32
 Defaults: dataset MovingFashionMNIST (build it once with `python -m common.data.moving_fmnist`), model
 ConvNet3D (the video domain's). Flags left unset take their value from hyper_params.py (video: no DSA, 5,000
-iterations, 64 real clips per class, 3 evaluation networks of 500 epochs); see --help. DC and TM run on clips through DC/main_DC.py
-and TM/main_TM.py with the same --dataset.
+iterations, 64 real clips per class, 3 evaluation networks of 500 epochs); see --help. DC and TM run on clips
+through DC/main_DC.py and TM/main_TM.py with the same --dataset.
 """
 from common.cli import run_main
 from common.distill import main as distill

@@ -227,16 +227,15 @@ def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callabl
     get_eval_pool(values["eval_mode"], values["model"])  # validates the mode
     if values["ipc"] < 1:
         raise UserError(f"--ipc must be >= 1, got {values['ipc']}")
+    objective_cls.resolve(values)
     other_synsets = {f.name for name, cls in SYNSETS.items() if name != values["synset"] for f in cls.flags}
     own = {f.name for f in SYNSETS[values["synset"]].flags}
-    keys = [k for k, v in values.items() if v is None and k not in OPTIONAL and k not in objective_cls.self_resolved
-            and (k not in other_synsets or k in own)]
+    keys = [k for k, v in values.items() if v is None and k not in OPTIONAL and (k not in other_synsets or k in own)]
     fill_from_table(values, objective, domain, keys, log)
     check_positive(values, ("Iteration",), 0)
     check_positive(values, ("num_eval", "epoch_eval_train", "eval_it", "batch_real"))
     if values.get("batch_syn") is not None and values["batch_syn"] < 0:
         raise UserError(f"--batch_syn must be >= 0 (0: the whole set), got {values['batch_syn']}")
-    objective_cls.resolve(values)
     out = FrozenArgs(**values)
     out.objective = objective
     return out.freeze()

@@ -164,7 +164,6 @@ def train_on_synthetic(net: nn.Module, optimizer: torch.optim.Optimizer, images:
 class GradientMatching(Objective):
     name = "DC"
     splits = "the classes"
-    self_resolved = ("outer_loop", "inner_loop")
 
     @classmethod
     def add_args(cls, p: argparse.ArgumentParser) -> None:

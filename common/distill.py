@@ -104,7 +104,7 @@ def saved_init(payload: dict, synset: SynSet) -> tuple[torch.Tensor, torch.Tenso
 def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple[torch.Tensor, torch.Tensor]:
     """Initialise the set from real data, through the on-disk cache for DDiF; returns the shown real instances
     it was initialised from and their labels (see :func:`shown`)."""
-    cache = init_cache_path(args, synset.config()) if synset.name == "ddif" else None
+    cache = init_cache_path(args, synset.config()) if synset.cached_init else None
     if cache and os.path.exists(cache):
         try:
             payload = load_checkpoint(cache, "warm-start cache")
@@ -118,9 +118,8 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
             record.log(f"ignoring unusable warm-start cache {cache} ({e}); fitting again")
     g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
     t = time.time()
-    kwargs = {"progress": args.progress} if synset.name == "ddif" else {}
-    init_images, init_labels = shown(synset.init_from_real(real, g, **kwargs).detach().cpu(), synset.labels.cpu(),
-                                     real.domain)
+    init_images, init_labels = shown(synset.init_from_real(real, g, progress=args.progress).detach().cpu(),
+                                     synset.labels.cpu(), real.domain)
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
     if cache:
         torch_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,

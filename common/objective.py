@@ -1,11 +1,11 @@
 """The interface of a distillation objective (DM, DC, TM), and what :func:`common.distill.run_distillation` asks
 of it.
 
-An objective declares its own flags (:meth:`Objective.add_args`), resolves or checks them once the table has
-filled the rest (:meth:`Objective.resolve`), is built from a :class:`~common.distill.Context`, and updates the
-synthetic set once per :meth:`Objective.step`. What it must carry across a resume goes through
-``state_dict``/``load_state_dict``; ``eval_lr`` is the learning rate the run's evaluations train with; ``metrics``
-are logged with every evaluation.
+An objective declares its own flags (:meth:`Objective.add_args`), fills those the table does not give
+(:meth:`Objective.resolve`), checks what needs files before any data is loaded (:meth:`Objective.preflight`), is
+built from a :class:`~common.distill.Context`, and updates the synthetic set once per :meth:`Objective.step`. What
+it must carry across a resume goes through ``state_dict``/``load_state_dict``; ``eval_lr`` is the learning rate the
+run's evaluations train with; ``metrics`` are logged with every evaluation.
 """
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from typing import ClassVar, Optional
 class Objective:
     name: ClassVar[str]
     splits: ClassVar[str] = "its work"  # what torchrun's processes share out, for the log
-    # its flags that it fills itself when left at None (not from hyper_params.py)
-    self_resolved: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -28,7 +26,8 @@ class Objective:
 
     @classmethod
     def resolve(cls, values: dict) -> None:
-        """Fill the objective's own flags left at None and check its flags, in ``values`` (table defaults filled)."""
+        """Fill the objective's own flags left at None that the table does not give, in ``values``, before the
+        table fills the rest: a bad combination fails before anything else is looked up."""
 
     @classmethod
     def preflight(cls, args) -> None:

@@ -247,12 +247,9 @@ class TrajectoryMatching(Objective):
         add_tm_args(p)
 
     @classmethod
-    def resolve(cls, values: dict) -> None:
-        check_tm_args(argparse.Namespace(**values))
-
-    @classmethod
     def preflight(cls, args) -> None:
-        """The experts exist and fit, before the data and the DDiF warm start are loaded."""
+        """The flags make sense and the experts exist and fit, before the data and the DDiF warm start are loaded."""
+        check_tm_args(args)
         check_expert_folder(expert_dir(args), args, args.max_files, args.max_start_epoch - 1 + args.expert_epochs)
 
     def __init__(self, ctx):

@@ -1,9 +1,9 @@
 """Generic code does not branch on domains or datasets: it asks the run's domain (common/domains/).
 
 A "domain line" is a line of code (not a docstring or comment) of the generic modules -- common/ outside
-common/data/, common/domains/ and networks.py, and the entry folders DC/, DM/, TM/ (demos excepted) -- that names a domain
-("image", "video", ...), a dataset, a network, or a domain's own loader option (--frames, --solid, ...), or calls
-is_video / is_voxel. ``python tests/test_layering.py`` lists them.
+common/data/, common/domains/ and networks.py, and the entry folders DC/, DM/, TM/ (demos excepted) -- that names
+a domain ("image", "video", ...), a dataset, a network, or a domain's own loader option (--frames, --solid, ...),
+or calls is_video / is_voxel. ``python tests/test_layering.py`` lists them.
 """
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def test_eval_decodes_at_other_frames_and_sizes_exports_gifs_and_shuffles(tmp_pa
 
 
 def test_shuffle_frames_permutes_each_clip_in_time():
-    from common.eval_main import shuffle_frames
+    from common.domains.video import shuffle_frames
     x = torch.arange(3 * 2 * 5, dtype=torch.float32).view(3, 1, 5, 1, 2).expand(3, 2, 5, 4, 2).contiguous()
     y = shuffle_frames(x, 0)
     for i in range(3):

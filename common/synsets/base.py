@@ -35,6 +35,7 @@ class SynSet(nn.Module):
     title: ClassVar[str]  # the heading of its flags in --help
     any_resolution: ClassVar[bool] = False  # can decode at sizes other than im_size
     flags: ClassVar[tuple[Flag, ...]] = ()  # its own flags; the constructor takes each by name
+    cached_init: ClassVar[bool] = False  # its initialisation is costly (a fit): runs cache it on disk
 
     @classmethod
     def add_args(cls, p: argparse.ArgumentParser) -> None:
@@ -68,8 +69,9 @@ class SynSet(nn.Module):
         """Instances ``indices`` as a (n, channel, *size) tensor; ``res`` asks another resolution."""
         raise NotImplementedError
 
-    def init_from_real(self, real, generator: torch.Generator) -> Tensor:
-        """Initialise from real instances of each class; returns the real instances used."""
+    def init_from_real(self, real, generator: torch.Generator, progress: bool = False) -> Tensor:
+        """Initialise from real instances of each class; returns the real instances used (``progress``: a bar
+        for a long initialisation)."""
         raise NotImplementedError
 
     def make_optimizer(self) -> torch.optim.Optimizer:

@@ -221,6 +221,7 @@ class DDiF(SynSet):
              Flag("num_layers", int), Flag("layer_size", int), Flag("dim_out", int), Flag("w0_initial", float),
              Flag("w0", float), Flag("lr_nf", float), Flag("epochs_init", int), Flag("lr_nf_init", float))
     any_resolution = True
+    cached_init = True  # the warm start fits every field to a real instance
 
     def __init__(self, num_classes: int, channel: int, im_size: Sequence[int], ipc: int, dipc: int = 0,
                  dim_in: Optional[int] = None, num_layers: int = 2, layer_size: int = 6, dim_out: Optional[int] = None,

@@ -85,7 +85,7 @@ class FreD(SynSet):
         return dctn(spectrum.view(len(indices), self.channel, *self.im_size), self.dct_mats, inverse=True)
 
     @torch.no_grad()
-    def init_from_real(self, real, generator: torch.Generator) -> Tensor:
+    def init_from_real(self, real, generator: torch.Generator, progress: bool = False) -> Tensor:
         """Per class: the top-variance frequency mask from all its real instances, and the kept
         coefficients of randomly chosen real instances."""
         chosen = []

@@ -34,7 +34,7 @@ class Pixel(SynSet):
         return self.images[indices]
 
     @torch.no_grad()
-    def init_from_real(self, real, generator: torch.Generator) -> Tensor:
+    def init_from_real(self, real, generator: torch.Generator, progress: bool = False) -> Tensor:
         imgs = torch.cat([sample_real(real, c, self.n_per_class, generator) for c in range(self.num_classes)])
         self.images.copy_(imgs)
         return imgs
