@@ -1,5 +1,5 @@
-"""What every domain's loader shares: the in-memory dataset (:class:`RealData`), the record of how its
-instances were made from pixels, and finding a dataset's folder with a one-line error when it is missing."""
+"""What every domain's loader shares: the in-memory dataset (:class:`RealData`), instances memory-mapped from a
+cache (:class:`MappedArray`), the record of how its instances were made from pixels, and finding a dataset's folder with a one-line error when it is missing."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,7 +57,7 @@ class RealData:
     1, so display code only undoes the whitening); labels int64. ``indices_class[c]`` indexes the train instances
     of class c (CPU LongTensors, also after :meth:`to`).
 
-    ``images_train``/``images_test`` are tensors, or, for video and voxels, :class:`~common.data.video.ClipArray`:
+    ``images_train``/``images_test`` are tensors, or, for video and voxels, :class:`MappedArray`:
     uint8 clips or grids memory-mapped from the on-disk cache and normalised when indexed (``x[idx]``, ``x[a:b]``),
     so a large set never has to fit in memory as floats."""
 
@@ -120,8 +121,72 @@ class RealData:
 
 
 def take_rows(x, idx: Tensor):
-    """Rows ``idx`` of a tensor, or a lazy selection of rows of a ClipArray (which has ``take``)."""
+    """Rows ``idx`` of a tensor, or a lazy selection of rows of a MappedArray (which has ``take``)."""
     return x.take(idx) if hasattr(x, "take") and not isinstance(x, Tensor) else x[idx.to(x.device)]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Instances memory-mapped from an on-disk cache (video clips, voxel grids)
+
+class MappedArray:
+    """Rows of a uint8 (N, C, *size) array (a memory map of a cache: clips, voxel grids), normalised to float32
+    when indexed.
+
+    Supports what the training code does with a dataset's tensor: ``len``, ``shape``, ``device``, ``dtype``,
+    ``x[index tensor]``, ``x[a:b]`` (-> float32 tensors on ``device``), ``to(device)`` and ``take(idx)`` (a lazy
+    selection of rows)."""
+
+    dtype = torch.float32
+
+    def __init__(self, data: np.ndarray, mean: Sequence[float], std: Sequence[float],
+                 rows: Optional[np.ndarray] = None, device="cpu"):
+        self.data, self.mean, self.std = data, tuple(mean), tuple(std)
+        self.rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
+        self.device = torch.device(device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.data.shape[1:]))
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def _rows(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            return self.rows[key]
+        if isinstance(key, Tensor):
+            key = key.detach().cpu().numpy()
+        key = np.asarray(key)
+        if key.dtype == bool:  # a mask selects rows, as it does on a tensor
+            key = np.flatnonzero(key)
+        return self.rows[key.astype(np.int64)]
+
+    def __getitem__(self, key) -> Tensor:
+        rows = self._rows(key)
+        return self._load(rows.reshape(1))[0] if rows.ndim == 0 else self._load(rows)
+
+    def _load(self, rows: np.ndarray) -> Tensor:
+        order = np.argsort(rows, kind="stable")  # read the memory map in file order
+        raw = np.empty((len(rows), *self.data.shape[1:]), dtype=np.uint8)
+        raw[order] = self.data[rows[order]]
+        x = torch.from_numpy(raw).to(self.device).float().div_(255)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, device=self.device).view(shape)
+        std = torch.tensor(self.std, device=self.device).view(shape)
+        return x.sub_(mean).div_(std)
+
+    def take(self, idx) -> "MappedArray":
+        return MappedArray(self.data, self.mean, self.std, self._rows(idx), self.device)
+
+    def to(self, device) -> "MappedArray":
+        return MappedArray(self.data, self.mean, self.std, self.rows, device)
+
+    def __repr__(self) -> str:
+        return f"MappedArray(shape={tuple(self.shape)}, device={self.device})"
+
 
 
 class _Raw(NamedTuple):

@@ -33,7 +33,7 @@ from torch import Tensor
 from ..atomic import write_npy
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from ..utils import derive_seed
-from .base import DEFAULT_DATA_PATH, RealData, _find, _indices_by_class
+from .base import DEFAULT_DATA_PATH, MappedArray, RealData, _find, _indices_by_class
 
 FRAMES_DIR = "jpegs_112"
 CSV_COLUMNS = ("folder_name", "label", "split")
@@ -75,68 +75,6 @@ VIDEO_SPECS: dict[str, VideoSpec] = {
                                     "build it from Fashion-MNIST: python -m common.data.moving_fmnist --out {data}"),
 }
 VIDEO_DATASETS: tuple[str, ...] = tuple(VIDEO_SPECS)
-
-
-# ---- the lazily normalised clip array ------------------------------------------------------------------
-
-
-class ClipArray:
-    """Rows of a uint8 (N, C, T, H, W) array (a memory map of the cache), normalised to float32 when indexed.
-
-    Supports what the training code does with a dataset's tensor: ``len``, ``shape``, ``device``, ``dtype``,
-    ``x[index tensor]``, ``x[a:b]`` (-> float32 tensors on ``device``), ``to(device)`` and ``take(idx)`` (a lazy
-    selection of rows)."""
-
-    dtype = torch.float32
-
-    def __init__(self, data: np.ndarray, mean: Sequence[float], std: Sequence[float],
-                 rows: Optional[np.ndarray] = None, device="cpu"):
-        self.data, self.mean, self.std = data, tuple(mean), tuple(std)
-        self.rows = np.arange(len(data)) if rows is None else np.asarray(rows, dtype=np.int64)
-        self.device = torch.device(device)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def shape(self) -> torch.Size:
-        return torch.Size((len(self.rows), *self.data.shape[1:]))
-
-    def dim(self) -> int:
-        return self.data.ndim
-
-    def _rows(self, key) -> np.ndarray:
-        if isinstance(key, slice):
-            return self.rows[key]
-        if isinstance(key, Tensor):
-            key = key.detach().cpu().numpy()
-        key = np.asarray(key)
-        if key.dtype == bool:  # a mask selects rows, as it does on a tensor
-            key = np.flatnonzero(key)
-        return self.rows[key.astype(np.int64)]
-
-    def __getitem__(self, key) -> Tensor:
-        rows = self._rows(key)
-        return self._load(rows.reshape(1))[0] if rows.ndim == 0 else self._load(rows)
-
-    def _load(self, rows: np.ndarray) -> Tensor:
-        order = np.argsort(rows, kind="stable")  # read the memory map in file order
-        raw = np.empty((len(rows), *self.data.shape[1:]), dtype=np.uint8)
-        raw[order] = self.data[rows[order]]
-        x = torch.from_numpy(raw).to(self.device).float().div_(255)
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(self.mean, device=self.device).view(shape)
-        std = torch.tensor(self.std, device=self.device).view(shape)
-        return x.sub_(mean).div_(std)
-
-    def take(self, idx) -> "ClipArray":
-        return ClipArray(self.data, self.mean, self.std, self._rows(idx), self.device)
-
-    def to(self, device) -> "ClipArray":
-        return ClipArray(self.data, self.mean, self.std, self.rows, device)
-
-    def __repr__(self) -> str:
-        return f"ClipArray(shape={tuple(self.shape)}, device={self.device})"
 
 
 # ---- reading the frames layout -------------------------------------------------------------------------
@@ -350,7 +288,10 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
     return RealData(
         name=name, channel=spec.channel, im_size=(frames, side, side), num_classes=len(classes),
         class_names=classes, mean=list(spec.mean), std=list(spec.std),
-        images_train=ClipArray(x_tr, spec.mean, spec.std), labels_train=y_tr,
-        images_test=ClipArray(x_te, spec.mean, spec.std), labels_test=y_te,
+        images_train=MappedArray(x_tr, spec.mean, spec.std), labels_train=y_tr,
+        images_test=MappedArray(x_te, spec.mean, spec.std), labels_test=y_te,
         indices_class=_indices_by_class(y_tr, len(classes)), domain="video")
 
+
+
+ClipArray = MappedArray  # the name it had when only clips were memory-mapped

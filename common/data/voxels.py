@@ -32,7 +32,7 @@ sampled surface leaves (a shell open wider than about two voxels stays hollow).
 
 The grids are computed once per (dataset, split, res, solid, source fingerprint, :data:`CACHE_VERSION`) into a
 uint8 (0/255) ``.npy`` in ``cache_dir``, written atomically and memory-mapped; the split tensors are
-:class:`~common.data.video.ClipArray` with mean 0 and std 1, so indexing gives 0/1 float occupancy (3D-MNIST
+:class:`~common.data.base.MappedArray` with mean 0 and std 1, so indexing gives 0/1 float occupancy (3D-MNIST
 its [0, 1] values, quantised to 1/255).
 """
 from __future__ import annotations
@@ -52,8 +52,7 @@ import torch.nn.functional as F
 from ..atomic import write_npy
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from ..utils import derive_seed
-from .base import DEFAULT_DATA_PATH, RealData, _find, _indices_by_class
-from .video import ClipArray
+from .base import DEFAULT_DATA_PATH, MappedArray, RealData, _find, _indices_by_class
 
 DEFAULT_CACHE_DIR = os.path.join("cache", "voxels")
 # part of every cache key: raise it when a change to reading or voxelising changes the cached grids
@@ -605,6 +604,6 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
     return RealData(
         name=name, channel=1, im_size=(side, side, side), num_classes=len(classes), class_names=list(classes),
         mean=list(mean), std=list(std),
-        images_train=ClipArray(x_tr, mean, std), labels_train=y_tr,
-        images_test=ClipArray(x_te, mean, std), labels_test=y_te,
+        images_train=MappedArray(x_tr, mean, std), labels_train=y_tr,
+        images_test=MappedArray(x_te, mean, std), labels_test=y_te,
         indices_class=_indices_by_class(y_tr, len(classes)), domain="voxel")
