@@ -24,3 +24,30 @@ def device(request) -> torch.device:
 def _seed_and_threads():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def fashion_sources():
+    """The real Fashion-MNIST as the offline sets' source images (tests using it carry tests.helpers.needs_fmnist)."""
+    from common.data.offline import load_sources
+    return load_sources("data")
+
+
+@pytest.fixture(scope="session")
+def offline_builds(tmp_path_factory):
+    """``offline_builds(module)``: three small builds of an offline set (common.data.moving_fmnist or voxel_fmnist),
+    made on first use and shared by every test of the session -- "a" and "b" with seed 0 into different folders, "c"
+    with seed 1 -- each of tests.helpers.OFFLINE_TRAIN / OFFLINE_TEST clips or shapes per class. Returns
+    {key: the dataset folder}."""
+    from tests.helpers import OFFLINE_TEST, OFFLINE_TRAIN
+    made: dict = {}
+
+    def builds(module) -> dict:
+        if module.NAME not in made:
+            made[module.NAME] = {key: module.build(tmp_path_factory.mktemp(f"{module.NAME}_{key}"),
+                                                   train_per_class=OFFLINE_TRAIN, test_per_class=OFFLINE_TEST,
+                                                   seed=seed, progress=False)
+                                 for key, seed in [("a", 0), ("b", 0), ("c", 1)]}
+        return made[module.NAME]
+
+    return builds

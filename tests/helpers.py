@@ -24,6 +24,8 @@ SMALL = ["--dataset", "FashionMNIST", "--model", "ConvNetW32", "--n_train_per_cl
          "--no-progress", "--device", TEST_DEVICE]
 # ... distilled briefly: small real batches, one short evaluation, a short DDiF warm start
 SMALL_DISTILL = SMALL + ["--batch_real", "16", "--num_eval", "1", "--epoch_eval_train", "3", "--epochs_init", "100"]
+# the small builds of the offline sets (tests/conftest.py's offline_builds): clips or shapes per class and split
+OFFLINE_TRAIN, OFFLINE_TEST = 3, 2
 
 
 def assert_same_run(a, b) -> None:
@@ -49,3 +51,23 @@ def run_shipped_script(objective: str, script: str, save_path, *args) -> None:
     r = cli("bash", f"{objective}/scripts/{script}", *args, "--save_path", str(save_path))
     assert r.returncode == 0, r.stderr
     assert list(Path(save_path).glob(f"{objective}/FashionMNIST/*/synset_best.pt"))
+
+
+def network_kind(name: str) -> str:
+    """What the registry's network `name` takes: 'image' (C, H, W), 'clip' (C, T, H, W) or 'voxel' (C, D, H, W),
+    read from the class the registry builds for it (built on the meta device: nothing is allocated). The 3-D
+    families refuse a 2-D input size, so they are built again at a clip/volume size large enough for every
+    canonical depth."""
+    from common.errors import UserError
+    from common.networks import Conv3DNet, ConvNet3D, get_network
+
+    with torch.device("meta"):
+        try:
+            model = get_network(name, 1, 2, (32, 32))
+        except UserError:
+            model = get_network(name, 1, 2, (16, 256, 256))
+    if isinstance(model, ConvNet3D):
+        return "clip"
+    if isinstance(model, Conv3DNet):
+        return "voxel"
+    return "image"

@@ -1,8 +1,6 @@
 """Tests for common/augment.py: DSA (siamese and per-sample modes) and ZCA whitening."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -104,6 +102,7 @@ def test_shape_and_finite(strategy):
         out = DSA(strategy, single_op=False).per_sample(x, 3)
         assert out.shape == x.shape and out.dtype == x.dtype
         assert torch.isfinite(out).all()
+        assert not torch.equal(out, x)  # it did transform, at square and non-square sizes
 
 
 def test_flip_probability_one_is_torch_flip():

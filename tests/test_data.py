@@ -5,9 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
-import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -175,32 +173,8 @@ def test_every_dataset_has_a_layout_test():
     assert tuple(data._SPECS) == IMAGE_DATASETS
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-def test_layout_loads(layout, tmp_path):
-    name, make = LAYOUTS[layout]
-    want = make(tmp_path)
-    d = get_dataset(name, str(tmp_path), **want["kwargs"])
-
-    assert isinstance(d, RealData) and d.name == name
-    assert (d.channel, d.im_size, d.num_classes) == (want["channel"], want["size"], want["num_classes"])
-    assert len(d.class_names) == d.num_classes and len(d.mean) == len(d.std) == d.channel
-    assert d.images_train.shape == (want["n_train"], d.channel, *d.im_size)
-    assert d.images_test.shape == (want["n_test"], d.channel, *d.im_size)
-    for x in (d.images_train, d.images_test):
-        assert x.dtype == torch.float32 and torch.isfinite(x).all()
-    for y in (d.labels_train, d.labels_test):
-        assert y.dtype == torch.int64 and 0 <= y.min() and y.max() < d.num_classes
-    assert d.zca is None
-
-    # normalisation: train image 0 is a constant image
-    expected = (CONST / 255 - torch.tensor(d.mean)) / torch.tensor(d.std)
-    assert torch.allclose(d.images_train[0], expected.view(-1, 1, 1).expand_as(d.images_train[0]), atol=1e-4)
-
-    # indices_class partitions the train set by label
-    assert len(d.indices_class) == d.num_classes
-    assert sum(len(i) for i in d.indices_class) == len(d.labels_train)
-    for c, idx in enumerate(d.indices_class):
-        assert idx.dtype == torch.int64 and (d.labels_train[idx] == c).all()
+# every layout of LAYOUTS loads through get_dataset -- shapes, dtypes, labels, the normalisation of the constant
+# image 0, indices_class -- with every other domain's: tests/test_registries.py::test_dataset_loads
 
 
 def test_cifar_and_tiny_class_names(tmp_path):
@@ -323,14 +297,14 @@ def test_to(cifar):
     assert "images_train" not in repr(moved)  # tensors stay out of the repr
 
 
-def test_zca_uses_augment_lazily(cifar, tmp_path, monkeypatch):
+def test_zca_whitens_the_pixels_with_augments_zca(cifar, tmp_path, monkeypatch):
     calls = []
 
     def fake_zca_whiten(train, test, eps):
         calls.append((train.shape, test.shape))
         return train * 2, test * 2, "fitted"
 
-    monkeypatch.setitem(sys.modules, "common.augment", types.SimpleNamespace(zca_whiten=fake_zca_whiten))
+    monkeypatch.setattr(data, "zca_whiten", fake_zca_whiten)
     d = get_dataset("CIFAR100", str(tmp_path), zca=True)
     assert calls == [((200, 3, 32, 32), (20, 3, 32, 32))]
     # the original whitens [0, 1] pixels: no mean/std normalisation when ZCA is on
@@ -423,8 +397,37 @@ def test_real_debian_fashion_mnist(tmp_path, monkeypatch):
 
 
 def test_zca_with_the_real_augment(tmp_path):
+    """--zca whitens the [0, 1] pixels (not the mean/std-normalised images) with eps 0.1, fitted on the training
+    images only: with C the covariance of the training pixels, x -> (x - train mean) (C + eps I)^(-1/2), so the
+    whitened training images have the covariance C (C + eps I)^(-1) -- the identity on directions of variance much
+    above eps, shrunk by s / (s + eps) on a direction of variance s -- and the fitted transform inverts back to the
+    pixels."""
     pytest.importorskip("kornia")
     pytest.importorskip("common.augment")
     make_cifar10(tmp_path)
     d = get_dataset("CIFAR10", str(tmp_path), res=8, zca=True)  # 8x8: the 3072-dim eigensolve of 32x32 takes ~1 min
     assert d.zca is not None and d.images_train.shape == (20, 3, 8, 8) and torch.isfinite(d.images_train).all()
+    assert d.mean == [0.0] * 3 and d.std == [1.0] * 3
+
+    plain = get_dataset("CIFAR10", str(tmp_path), res=8)  # the same images, normalised: back to [0, 1] pixels
+    mean, std = torch.tensor(plain.mean).view(3, 1, 1), torch.tensor(plain.std).view(3, 1, 1)
+    pixels = {split: (x * std + mean).flatten(1).double()
+              for split, x in (("train", plain.images_train), ("test", plain.images_test))}
+    eps = 0.1  # the original's kornia ZCAWhitening(eps=0.1)
+    cov = torch.cov(pixels["train"].T)  # unbiased, as kornia's
+    s, u = torch.linalg.eigh(cov)
+    whiten = u @ torch.diag((s.clamp_min(0) + eps).rsqrt()) @ u.T
+    centre = pixels["train"].mean(0)
+    for split, x in (("train", d.images_train), ("test", d.images_test)):
+        torch.testing.assert_close(x.flatten(1).double(), (pixels[split] - centre) @ whiten, rtol=1e-3, atol=1e-4)
+        restored = d.zca.inverse_transform(x.flatten(1)).double()
+        torch.testing.assert_close(restored, pixels[split], rtol=1e-3, atol=1e-4)
+
+    white_cov = torch.cov(d.images_train.flatten(1).double().T)
+    torch.testing.assert_close(white_cov, cov @ torch.linalg.inv(cov + eps * torch.eye(len(cov), dtype=cov.dtype)),
+                               rtol=1e-3, atol=1e-4)
+    # its spectrum: s / (s + eps) for each variance s of the pixels, below 1; the 20 training images are 16 distinct
+    # ones (the first image of each of the 5 batches is the same constant image), which span 15 directions
+    spectrum = torch.linalg.eigvalsh(white_cov)
+    torch.testing.assert_close(spectrum, s.clamp_min(0) / (s.clamp_min(0) + eps), rtol=0, atol=1e-4)
+    assert spectrum.max() < 1 and (spectrum > 1e-3).sum() == 15

@@ -1,21 +1,27 @@
 """Moving Fashion-MNIST (common/data/moving_fmnist.py): the clips' motion, the choice of source images, and the
-dataset written in the UCF101 frames layout -- deterministic, class-balanced, atomic -- and its command line."""
+dataset written in the UCF101 frames layout -- deterministic, class-balanced, atomic -- and its command line.
+
+The behaviour both offline sets share (Moving and Voxel Fashion-MNIST, built by common/data/offline.py's helpers:
+the choice of sources, deterministic builds, argument errors, --overwrite, interruptions, the command line's errors)
+is tested at the end of this file, parametrised over both builders."""
 import csv
 import itertools
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from common.data import moving_fmnist as mfm
+from common.data import voxel_fmnist as vfm
 from common.errors import UserError
-from tests.helpers import REPO, needs_fmnist
+from tests.helpers import OFFLINE_TEST, OFFLINE_TRAIN, REPO, needs_fmnist
 
-TRAIN, TEST = 3, 2  # clips per class of the small builds
+TRAIN, TEST = OFFLINE_TRAIN, OFFLINE_TEST  # clips per class of the small builds (conftest's offline_builds)
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -152,45 +158,15 @@ def test_real_garment_intensity_is_kept():
 # ------------------------------------------------------------------------------------------------------------
 # source images and the dataset on disk (real Fashion-MNIST)
 
-@pytest.fixture(scope="module")
-def sources():
-    return mfm.load_sources("data")
+@pytest.fixture
+def sources(fashion_sources):
+    return fashion_sources
 
 
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    """Three small builds: seed 0 twice into different folders, and seed 1."""
-    out = {}
-    for key, seed in [("a", 0), ("b", 0), ("c", 1)]:
-        out[key] = mfm.build(tmp_path_factory.mktemp(f"mfm_{key}"), train_per_class=TRAIN, test_per_class=TEST,
-                             seed=seed, progress=False)
-    return out
-
-
-@needs_fmnist
-def test_sources_are_distinct_images_of_their_class_and_split(sources):
-    for split, per_class in [("train", 50), ("test", 20)]:
-        x, y = sources.split(split)
-        idx = mfm.choose_sources(y, per_class, seed=0, split=split)
-        assert idx.shape == (10, per_class)
-        assert len(np.unique(idx)) == idx.size and idx.min() >= 0 and idx.max() < len(y)
-        for c in range(10):
-            assert (y[idx[c]] == c).all()
-        # more clips per class only appends sources; another seed picks other images
-        np.testing.assert_array_equal(mfm.choose_sources(y, per_class + 5, 0, split)[:, :per_class], idx)
-        assert not np.array_equal(mfm.choose_sources(y, per_class, 1, split), idx)
-    assert len(sources.y_train) == 60000 and len(sources.y_test) == 10000
-    with pytest.raises(UserError, match="1001"):
-        mfm.choose_sources(sources.y_test, 1001, 0, "test")
-
-
-@needs_fmnist
-def test_build_is_deterministic_and_depends_on_the_seed(builds):
-    a, b, c = (_tree(builds[k]) for k in "abc")
-    assert a == b  # same seed, another folder: byte-identical csv and frames
-    assert a[mfm.CSV_NAME] == c[mfm.CSV_NAME]  # the csv lists clips, not their content
-    frames = [k for k in a if k.endswith(".png")]
-    assert sum(a[k] != c[k] for k in frames) > 0.9 * len(frames)
+@pytest.fixture
+def builds(offline_builds):
+    """Three small builds: seed 0 twice into different folders ("a", "b"), and seed 1 ("c")."""
+    return offline_builds(mfm)
 
 
 @needs_fmnist
@@ -241,83 +217,17 @@ def test_layout_is_ucf_frames_layout(builds):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# errors
+# command line (its errors, and the argument errors, --overwrite and interruptions of the builds: at the end of this
+# file, with Voxel Fashion-MNIST's)
 
-@pytest.mark.parametrize("kwargs, value", [
-    (dict(train_per_class=0), "0"), (dict(test_per_class=-2), "-2"), (dict(frames=0), "0"), (dict(size=27), "27"),
-    (dict(seed=-1), "-1"), (dict(train_per_class=2.5), "2.5"),
-])
-def test_bad_arguments_raise_user_error(tmp_path, kwargs, value):
-    with pytest.raises(UserError, match=value):
-        mfm.build(tmp_path, **kwargs, progress=False)
-    assert not (tmp_path / mfm.NAME).exists()
-
-
-@needs_fmnist
-def test_too_many_clips_per_class_raise_user_error(tmp_path):
-    with pytest.raises(UserError, match="1001"):
-        mfm.build(tmp_path, train_per_class=1, test_per_class=1001, progress=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_target_needs_overwrite(tmp_path):
-    (tmp_path / mfm.NAME).mkdir()
-    (tmp_path / mfm.NAME / "keep").write_text("x")
-    with pytest.raises(UserError, match="already exists.*--overwrite"):
-        mfm.build(tmp_path, train_per_class=1, test_per_class=1, progress=False)
-    assert (tmp_path / mfm.NAME / "keep").read_text() == "x"
-
-
-@needs_fmnist
-def test_overwrite_replaces_the_dataset(tmp_path, builds):
-    (tmp_path / mfm.NAME).mkdir()
-    (tmp_path / mfm.NAME / "stale").write_text("x")
-    mfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True, progress=False)
-    assert _tree(tmp_path / mfm.NAME) == _tree(builds["c"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [mfm.NAME]
-
-
-def _fail_after(monkeypatch, n: int) -> None:
-    """Make the n+1-th frame write raise, as if the build was interrupted there."""
-    calls, real = itertools.count(), mfm._save_png
-
-    def save(frame, path):
-        if next(calls) >= n:
-            raise KeyboardInterrupt("simulated interruption")
-        real(frame, path)
-
-    monkeypatch.setattr(mfm, "_save_png", save)
-
-
-@needs_fmnist
-def test_interrupted_build_leaves_no_dataset(tmp_path, monkeypatch):
-    _fail_after(monkeypatch, 100)
-    with pytest.raises(KeyboardInterrupt):
-        mfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, progress=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_fmnist
-def test_interrupted_overwrite_keeps_the_old_dataset(tmp_path, monkeypatch, builds):
-    mfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=0, progress=False)
-    _fail_after(monkeypatch, 30)
-    with pytest.raises(KeyboardInterrupt):
-        mfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [mfm.NAME]
-    assert _tree(tmp_path / mfm.NAME) == _tree(builds["a"])
-
-
-# ------------------------------------------------------------------------------------------------------------
-# command line
-
-def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "common.data.moving_fmnist", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+def _cli(module, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module.__name__, *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
 
 
 @needs_fmnist
 def test_cli_builds_a_tiny_dataset(tmp_path):
-    r = _cli("--data_path", "data", "--out", str(tmp_path), "--train_per_class", "1", "--test_per_class", "2",
+    r = _cli(mfm, "--data_path", "data", "--out", str(tmp_path), "--train_per_class", "1", "--test_per_class", "2",
              "--seed", "3", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert str(tmp_path / mfm.NAME) in r.stdout and "10 train + 20 test clips" in r.stdout
@@ -325,20 +235,155 @@ def test_cli_builds_a_tiny_dataset(tmp_path):
     assert len(_rows(tmp_path / mfm.NAME)) == 30
 
 
-def test_cli_bad_value_is_one_error_line(tmp_path):
-    r = _cli("--out", str(tmp_path), "--train_per_class", "0", "--no-progress")
+# ------------------------------------------------------------------------------------------------------------
+# what both offline sets share, parametrised over both builders
+
+
+class Offline(NamedTuple):
+    module: object
+    listings: tuple[str, ...]  # the files that list the items (the same for every seed); the others hold them
+    files_per_item: int  # content files per clip or shape
+    all_change: bool  # another seed changes every content file (else more than 90 % of them)
+    saver: str  # the module's function that writes one content file
+    fail_build: int  # interrupt a fresh build after this many content files ...
+    fail_overwrite: int  # ... and an overwriting one after this many
+    bad_arguments: tuple  # (build kwargs, the value its error names)
+    unparsable_flag: str  # a flag of the command line that takes a number
+
+
+OFFLINE = {
+    "moving": Offline(mfm, (mfm.CSV_NAME,), mfm.FRAMES, False, "_save_png", 100, 30,
+                      ((dict(train_per_class=0), "0"), (dict(test_per_class=-2), "-2"), (dict(frames=0), "0"),
+                       (dict(size=27), "27"), (dict(seed=-1), "-1"), (dict(train_per_class=2.5), "2.5")), "--size"),
+    "voxel": Offline(vfm, (vfm.SHAPE_NAMES, vfm.list_name("train"), vfm.list_name("test")), 1, True, "_save_points",
+                     20, 10, ((dict(train_per_class=0), "0"), (dict(test_per_class=-2), "-2"), (dict(points=0), "0"),
+                              (dict(seed=-1), "-1"), (dict(train_per_class=2.5), "2.5"), (dict(points=True), "True")),
+                     "--points"),
+}
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_sources_are_distinct_images_of_their_class_and_split(kind, fashion_sources):
+    module = OFFLINE[kind].module
+    for split, per_class in [("train", 50), ("test", 20)]:
+        x, y = fashion_sources.split(split)
+        idx = module.choose_sources(y, per_class, seed=0, split=split)
+        assert idx.shape == (10, per_class)
+        assert len(np.unique(idx)) == idx.size and idx.min() >= 0 and idx.max() < len(y)
+        for c in range(10):
+            assert (y[idx[c]] == c).all()
+        # more items per class only appends sources; another seed picks other images
+        np.testing.assert_array_equal(module.choose_sources(y, per_class + 5, 0, split)[:, :per_class], idx)
+        assert not np.array_equal(module.choose_sources(y, per_class, 1, split), idx)
+    assert len(fashion_sources.y_train) == 60000 and len(fashion_sources.y_test) == 10000
+    with pytest.raises(UserError, match="1001"):
+        module.choose_sources(fashion_sources.y_test, 1001, 0, "test")
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_build_is_deterministic_and_depends_on_the_seed(kind, offline_builds):
+    spec = OFFLINE[kind]
+    a, b, c = (_tree(offline_builds(spec.module)[k]) for k in "abc")
+    assert a == b  # same seed, another folder: byte-identical listings and content files
+    assert all(a[k] == c[k] for k in spec.listings)  # the listings name items, not their content
+    content = [k for k in a if k not in spec.listings]
+    assert len(content) == 10 * (TRAIN + TEST) * spec.files_per_item
+    changed = sum(a[k] != c[k] for k in content)
+    assert changed == len(content) if spec.all_change else changed > 0.9 * len(content)
+
+
+@pytest.mark.parametrize("kind, kwargs, value", [(kind, kwargs, value) for kind, spec in OFFLINE.items()
+                                                  for kwargs, value in spec.bad_arguments])
+def test_bad_arguments_raise_user_error(tmp_path, kind, kwargs, value):
+    module = OFFLINE[kind].module
+    with pytest.raises(UserError, match=value):
+        module.build(tmp_path, **kwargs, progress=False)
+    assert not (tmp_path / module.NAME).exists()
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_too_many_items_per_class_raise_user_error(kind, tmp_path):
+    with pytest.raises(UserError, match="1001"):
+        OFFLINE[kind].module.build(tmp_path, train_per_class=1, test_per_class=1001, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_existing_target_needs_overwrite(kind, tmp_path):
+    module = OFFLINE[kind].module
+    (tmp_path / module.NAME).mkdir()
+    (tmp_path / module.NAME / "keep").write_text("x")
+    with pytest.raises(UserError, match="already exists.*--overwrite"):
+        module.build(tmp_path, train_per_class=1, test_per_class=1, progress=False)
+    assert (tmp_path / module.NAME / "keep").read_text() == "x"
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_overwrite_replaces_the_dataset(kind, tmp_path, offline_builds):
+    module = OFFLINE[kind].module
+    (tmp_path / module.NAME).mkdir()
+    (tmp_path / module.NAME / "stale").write_text("x")
+    module.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True, progress=False)
+    assert _tree(tmp_path / module.NAME) == _tree(offline_builds(module)["c"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [module.NAME]
+
+
+def _fail_after(monkeypatch, spec: Offline, n: int) -> None:
+    """Make the n+1-th content-file write raise, as if the build was interrupted there."""
+    calls, real = itertools.count(), getattr(spec.module, spec.saver)
+
+    def save(content, path):
+        if next(calls) >= n:
+            raise KeyboardInterrupt("simulated interruption")
+        real(content, path)
+
+    monkeypatch.setattr(spec.module, spec.saver, save)
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_interrupted_build_leaves_no_dataset(kind, tmp_path, monkeypatch):
+    spec = OFFLINE[kind]
+    _fail_after(monkeypatch, spec, spec.fail_build)
+    with pytest.raises(KeyboardInterrupt):
+        spec.module.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+@needs_fmnist
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_interrupted_overwrite_keeps_the_old_dataset(kind, tmp_path, monkeypatch, offline_builds):
+    spec = OFFLINE[kind]
+    spec.module.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=0, progress=False)
+    _fail_after(monkeypatch, spec, spec.fail_overwrite)
+    with pytest.raises(KeyboardInterrupt):
+        spec.module.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True,
+                          progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec.module.NAME]
+    assert _tree(tmp_path / spec.module.NAME) == _tree(offline_builds(spec.module)["a"])
+
+
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_cli_bad_value_is_one_error_line(kind, tmp_path):
+    r = _cli(OFFLINE[kind].module, "--out", str(tmp_path), "--train_per_class", "0", "--no-progress")
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--train_per_class" in lines[0], r.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_unparsable_value_is_a_user_error(tmp_path, capsys):
+@pytest.mark.parametrize("kind", OFFLINE)
+def test_cli_unparsable_value_is_a_user_error(kind, tmp_path, capsys):
     """argparse's own errors also end as one line and status 2 (in process: the subprocess test covers the rest)."""
     from common.cli import run_main
 
+    spec = OFFLINE[kind]
     with pytest.raises(SystemExit) as e:
-        run_main(lambda: mfm.main(["--out", str(tmp_path), "--size", "abc"]))
+        run_main(lambda: spec.module.main(["--out", str(tmp_path), spec.unparsable_flag, "abc"]))
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "abc" in err[0]

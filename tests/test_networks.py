@@ -1,4 +1,5 @@
-"""Tests of common/networks.py: every registered network, the name parser and the eval pools."""
+"""Tests of common/networks.py: the architectures of the registered networks, the name parser and the eval pools
+(the contract every network keeps -- logits, embed, functional calls, gradients -- is in test_registries.py)."""
 import math
 
 import pytest
@@ -8,12 +9,12 @@ from torch import nn
 from common.errors import UserError
 from common.networks import (EVAL_MODES, Conv3DNet, ConvNet, ConvNet3D, get_eval_pool, get_network,
                              list_networks)
+from tests.helpers import network_kind
 
 NAMES = list_networks()
 VIDEO_NAMES = [n for n in NAMES if n.startswith("ConvNet3D")]  # clips (C, T, H, W): tested separately below
 VOXEL_NAMES = [n for n in NAMES if n.startswith("Conv3DNet")]  # volumes (C, D, H, W): tested separately below
 IMAGE_NAMES = [n for n in NAMES if n not in VIDEO_NAMES + VOXEL_NAMES]
-INPUTS = {"1x28x28": (1, (28, 28)), "3x32x32": (3, (32, 32))}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,36 +45,8 @@ def test_list_networks_has_every_legacy_name():
     assert len(set(NAMES)) == len(NAMES)
 
 
-@pytest.mark.parametrize("shape", INPUTS, ids=str)
-@pytest.mark.parametrize("name", IMAGE_NAMES)
-def test_forward_and_embed(name, shape):
-    channel, im_size = INPUTS[shape]
-    torch.manual_seed(0)
-    model = get_network(name, channel, 10, im_size)
-    assert isinstance(model.classifier, nn.Linear)
-    x = _batch(channel, im_size)
-    with torch.no_grad():
-        logits = model(x)
-        features = model.embed(x)
-    assert logits.shape == (2, 10)
-    assert torch.isfinite(logits).all()
-    assert features.shape == (2, model.classifier.in_features)
-    torch.testing.assert_close(model.classifier(features), logits)
-
-
-@pytest.mark.parametrize("name", IMAGE_NAMES)
-def test_functional_call_matches_module(name):
-    torch.manual_seed(0)
-    model = get_network(name, 3, 10, (32, 32))
-    x = _batch(3, (32, 32))
-    with torch.no_grad():
-        expected = model(x)
-    params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
-    state = {**params, **{k: v.clone() for k, v in model.named_buffers()}}
-    out = torch.func.functional_call(model, state, (x,))
-    torch.testing.assert_close(out, expected)
-    grads = torch.autograd.grad(out.sum(), list(params.values()), allow_unused=False)
-    assert all(torch.isfinite(g).all() for g in grads)
+# forward, embed, functional calls and gradients of every network (images at 1x28x28 and 3x32x32, clips,
+# volumes): tests/test_registries.py::test_network_forward_embed_and_gradients
 
 
 @pytest.mark.parametrize("name", ["ConvNet", "ConvNetBN", "LeNet", "AlexNetBN", "VGG11", "ResNet18BN_AP"])
@@ -158,10 +131,74 @@ def test_eval_pool(mode, model, expected):
     assert get_eval_pool(mode, model) == expected
 
 
-@pytest.mark.parametrize("mode", EVAL_MODES)
-def test_eval_pools_hold_valid_names(mode):
-    for name in get_eval_pool(mode, "ConvNetBN"):
-        get_network(name, 3, 10, (32, 32))
+# an input of each kind of network, and the network every eval mode C adds for that kind
+KIND_INPUT = {"image": (3, (32, 32)), "clip": (3, (16, 112, 112)), "voxel": (1, (16, 16, 16))}
+KIND_DEFAULT = {"image": "ConvNet", "clip": "ConvNet3D", "voxel": "Conv3DNet"}
+ABLATED = {"W": "width", "D": "depth", "A": "act", "P": "pool", "N": "norm"}  # what each ablation mode varies
+POOL_MODELS = ["ConvNetBN", "ResNet18BN_AP", "ConvNet3DW64", "Conv3DNetBN"]  # distillation models, one per family
+
+
+def _describe(model) -> dict:
+    """What tells networks apart: the class, and in the features the number of convs (depth), the channels of the
+    last conv (width), and the kinds of activation, pooling and normalisation (GroupNorm with a group per channel
+    is the code's instancenorm)."""
+    mods = list(model.features.modules())
+    convs = [m for m in mods if isinstance(m, (nn.Conv2d, nn.Conv3d))]
+
+    def kinds(*types):
+        return tuple(sorted({type(m).__name__ for m in mods if isinstance(m, types)}))
+
+    norms = {("InstanceNorm" if m.num_groups == m.num_channels else f"GroupNorm{m.num_groups}")
+             if isinstance(m, nn.GroupNorm) else type(m).__name__
+             for m in mods if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.BatchNorm2d, nn.BatchNorm3d))}
+    return dict(family=type(model), depth=len(convs), width=convs[-1].out_channels,
+                act=kinds(nn.ReLU, nn.Sigmoid, nn.LeakyReLU),
+                pool=kinds(nn.AvgPool2d, nn.MaxPool2d, nn.AvgPool3d, nn.MaxPool3d), norm=tuple(sorted(norms)))
+
+
+def _defined_modes(model):
+    """The eval modes defined for `model` (the others are a UserError: see the *_undefined_modes tests)."""
+    modes = []
+    for mode in EVAL_MODES:
+        try:
+            get_eval_pool(mode, model)
+        except UserError:
+            continue
+        modes.append(mode)
+    return modes
+
+
+@pytest.mark.parametrize("model, mode", [(m, mode) for m in POOL_MODELS for mode in _defined_modes(m)])
+def test_eval_pools_hold_valid_names(model, mode):
+    """Every pool holds canonical names of networks of the model's kind that build, and is what its mode means:
+    S the model itself without batch norm; C the model then the kind's default network; M distinct architectures,
+    the kind's default among them; W/D/A/P/N ablations of the kind's default network: one network per
+    width/depth/activation/pooling/normalisation, the default's among them, alike in everything else."""
+    pool = get_eval_pool(mode, model)
+    kind = network_kind(model)
+    channel, size = KIND_INPUT[kind]
+    assert pool and len(set(pool)) == len(pool)
+    assert set(pool) <= set(list_networks())
+    assert all(network_kind(name) == kind for name in pool)
+    built = [_describe(get_network(name, channel, 10, size)) for name in pool]
+    if mode == "S":
+        own = _describe(get_network(model, channel, 10, size))
+        assert len(pool) == 1 and not any("BatchNorm" in n for n in built[0]["norm"])
+        assert {k: v for k, v in built[0].items() if k != "norm"} == {k: v for k, v in own.items() if k != "norm"}
+        if not any("BatchNorm" in n for n in own["norm"]):
+            assert pool == [model]
+    elif mode == "C":
+        assert pool[0] == model and pool == list(dict.fromkeys([model, KIND_DEFAULT[kind]]))
+    elif mode == "M":
+        assert len(pool) >= 2 and len({d["family"] for d in built}) == len(pool)
+        assert KIND_DEFAULT[kind] in pool
+    else:
+        varied, default = ABLATED[mode], _describe(get_network(KIND_DEFAULT[kind], channel, 10, size))
+        assert len({d[varied] for d in built}) == len(pool) >= 2, (varied, built)
+        assert default[varied] in {d[varied] for d in built}
+        # the ConvNet3D depth ablation also changes the last conv's width (its first block is 64 wide)
+        same = [k for k in default if k != varied and not (mode == "D" and k == "width")]
+        assert all({k: d[k] for k in same} == {k: default[k] for k in same} for d in built), (same, built)
 
 
 def test_eval_pool_errors():
@@ -291,26 +328,6 @@ def test_convnet3d_unknown_names(name):
         get_network(name, 3, 10, (8, 64, 64))
 
 
-@pytest.mark.parametrize("name", VIDEO_NAMES)
-def test_convnet3d_variants_forward_backward(name):
-    depth = int(name[len("ConvNet3DD"):]) if name.startswith("ConvNet3DD") else 3
-    min_t, min_side = ConvNet3D.min_clip_size(depth)
-    size = (max(8, min_t), max(48, min_side), max(48, min_side))
-    torch.manual_seed(0)
-    model = get_network(name, 3, 5, size)
-    x = _clip(3, size)
-    logits = model(x)
-    assert logits.shape == (2, 5) and model.embed(x).shape[0] == 2
-    params = dict(model.named_parameters())
-    grads = torch.autograd.grad(logits.square().sum(), list(params.values()))
-    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
-    model.eval()
-    with torch.no_grad():
-        expected = model(x)
-        out = torch.func.functional_call(model, {k: v.detach() for k, v in params.items()}, (x,))
-    torch.testing.assert_close(out, expected)
-
-
 def test_convnet3d_too_small_clip_is_a_user_error():
     with pytest.raises(UserError) as info:
         get_network("ConvNet3D", 3, 10, (16, 32, 32))
@@ -369,7 +386,7 @@ def test_convnet3d_width_variant_is_smaller():
 def test_convnet3d_eval_pool(mode, model, expected):
     assert get_eval_pool(mode, model) == expected
     for name in expected:
-        get_network(name, 3, 10, (16, 112, 112))
+        assert isinstance(get_network(name, 3, 10, (16, 112, 112)), ConvNet3D)
 
 
 @pytest.mark.parametrize("mode", ["M", "A", "P", "N"])
@@ -444,40 +461,6 @@ def test_conv3dnet_names(name, width, depth, norm):
     groups = {"Conv3DNetGN": 4}.get(name, width)
     assert all(n.num_groups == groups for n in norms if isinstance(n, nn.GroupNorm))
     assert sum(isinstance(m, nn.AvgPool3d) for m in model.features) == depth
-
-
-@pytest.mark.parametrize("name", VOXEL_NAMES)
-def test_conv3dnet_variants_forward_backward(name):
-    torch.manual_seed(0)
-    depth = int(name[len("Conv3DNetD"):]) if name.startswith("Conv3DNetD") else 3
-    size = (max(16, Conv3DNet.min_side(1, depth)),) * 3
-    model = get_network(name, 1, 5, size)
-    x = _clip(1, size)
-    logits = model(x)
-    assert logits.shape == (2, 5) and model.embed(x).shape == (2, model.classifier.in_features)
-    params = dict(model.named_parameters())
-    grads = torch.autograd.grad(logits.square().sum(), list(params.values()))
-    assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
-
-
-@pytest.mark.parametrize("name", ["Conv3DNet", "Conv3DNetBN", "Conv3DNetNN", "Conv3DNetW32"])
-def test_conv3dnet_functional_call_matches_module(name):
-    torch.manual_seed(0)
-    model = get_network(name, 1, 10, (16, 16, 16))
-    x = _clip(1, (16, 16, 16))
-    with torch.no_grad():
-        expected = model(x)
-    params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
-    state = {**params, **{k: v.clone() for k, v in model.named_buffers()}}
-    out = torch.func.functional_call(model, state, (x,))
-    torch.testing.assert_close(out, expected)
-    grads = torch.autograd.grad(out.sum(), list(params.values()))
-    assert all(torch.isfinite(g).all() for g in grads)
-    # the flat parameter vector of TM (parameters in named_parameters order) rebuilds the same network
-    flat = torch.cat([p.reshape(-1) for p in params.values()])
-    chunks = flat.split([p.numel() for p in params.values()])
-    rebuilt = {k: c.view_as(p) for (k, p), c in zip(params.items(), chunks)}
-    torch.testing.assert_close(torch.func.functional_call(model, {**state, **rebuilt}, (x,)), expected)
 
 
 def test_conv3dnet_too_small_volume_is_a_user_error():

@@ -7,9 +7,9 @@ import scipy.fft
 import torch
 
 from common.data import RealData
-from common.errors import CheckpointError, UserError
+from common.errors import UserError
 from common.optim import FieldAdam
-from common.synsets import DDiF, FreD, Pixel, build_synset, load_synset
+from common.synsets import DDiF, FreD, Pixel
 from common.synsets import ddif as ddif_mod
 from common.synsets.ddif import coordinate_grid, params_per_field
 from common.synsets.fred import dct_matrix, dctn, top_variance_frequencies
@@ -266,27 +266,8 @@ def test_fred_budget_error():
 
 # ---- all synsets ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name,extra", [("ddif", dict(layer_size=4, epochs_init=5)), ("fred", dict(msz_per_channel=16)),
-                                        ("pixel", {})])
-def test_save_load_round_trip_and_errors(tmp_path, name, extra):
-    real = fake_real(size=(8, 8))
-    s = build_synset(name, num_classes=3, channel=1, im_size=[8, 8], ipc=1, **extra)
-    kw = {"progress": False} if name == "ddif" else {}
-    s.init_from_real(real, torch.Generator().manual_seed(0), **kw)
-    labels = s.get()[1]
-    assert labels.tolist() == sorted(labels.tolist()) and len(labels) == 3 * s.n_per_class
-    path = tmp_path / "s.pt"
-    s.save(str(path))
-    loaded = load_synset(str(path))
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.get()[0], s.get()[0])
-    assert not list(tmp_path.glob("*.tmp*"))
-    path.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read"):
-        load_synset(str(path))
-    other = build_synset(name, num_classes=3, channel=1, im_size=[8, 8], ipc=2, **extra)
-    with pytest.raises(CheckpointError, match="another configuration"):
-        other.load_payload(s.payload())
+# building by name, decoded shapes and labels, the budget, an optimiser step and the payload/file round trips of
+# every synthetic set on image, clip and voxel sizes: tests/test_registries.py::test_synset_contract
 
 
 def test_pixel_init_takes_real_images():

@@ -1,5 +1,5 @@
 """The frames-layout video loader (common/data/video.py) on tiny clips written here in the UCF101 layout:
-clip sampling, normalisation, the uint8 cache and its rebuild, the lazy ClipArray, and every bad input."""
+clip sampling, normalisation, the uint8 cache and its rebuild, the lazy MappedArray, and every bad input."""
 import csv
 import os
 from pathlib import Path
@@ -11,7 +11,8 @@ from PIL import Image
 
 from common.data import DATASETS, get_dataset, is_video
 from common.data import video as video_mod
-from common.data.video import VIDEO_SPECS, ClipArray
+from common.data.base import MappedArray
+from common.data.video import VIDEO_DATASETS, VIDEO_SPECS
 from common.errors import DatasetNotFoundError, UserError
 
 UCF = VIDEO_SPECS["miniUCF101"]
@@ -52,6 +53,22 @@ def write_ucf(root: Path, n_classes=2, train=2, test=1, lengths=None, ext="png",
     return rows
 
 
+def make_frames_layout(name: str):
+    """A writer of a tiny `name` dataset in the frames layout, where its spec says (folder and split csv): 2 classes,
+    2 train and 1 test clips each. Returns what the loaded dataset must look like (as test_data's writers)."""
+    spec = VIDEO_SPECS[name]
+
+    def make(root: Path) -> dict:
+        write_ucf(root, csv_name=spec.csv, folder=spec.folder)
+        return dict(kwargs=dict(res=48, frames=4, frame_gap=2, cache_dir=str(root / "cache")), n_train=4, n_test=2,
+                    channel=spec.channel, size=(4, 48, 48), num_classes=2)
+    return make
+
+
+# every video dataset's layout (tests/test_registries.py loads each through get_dataset)
+LAYOUTS = {name: (name, make_frames_layout(name)) for name in VIDEO_DATASETS}
+
+
 def load(root, tmp_path, **kw):
     kw.setdefault("frames", 4)
     kw.setdefault("frame_gap", 2)
@@ -76,7 +93,7 @@ def test_frames_layout_loads_and_samples_as_specified(tmp_path):
     real = load(tmp_path / "data", tmp_path)
     assert real.domain == "video" and real.channel == 3 and real.im_size == (4, 48, 48)
     assert real.class_names == ["Class0", "Class1"]
-    assert isinstance(real.images_train, ClipArray) and isinstance(real.images_train.data, np.memmap)
+    assert isinstance(real.images_train, MappedArray) and isinstance(real.images_train.data, np.memmap)
     assert real.images_train.shape == (4, 3, 4, 48, 48) and real.images_test.shape == (2, 3, 4, 48, 48)
     assert real.labels_train.tolist() == [0, 0, 1, 1] and real.labels_test.tolist() == [0, 1]
     assert [len(i) for i in real.indices_class] == [2, 2]
@@ -154,19 +171,16 @@ def test_clip_array_indexing_and_restrict(tmp_path):
     idx = torch.tensor([4, 0, 2])
     assert torch.equal(x[idx], full[idx]) and torch.equal(x[1:3], full[1:3]) and torch.equal(x[3], full[3])
     sub = x.take(torch.tensor([5, 1]))
-    assert isinstance(sub, ClipArray) and torch.equal(sub[:], full[[5, 1]])
+    assert isinstance(sub, MappedArray) and torch.equal(sub[:], full[[5, 1]])
     small = real.restrict(n_train_per_class=1, n_test=2, seed=0)
-    assert isinstance(small.images_train, ClipArray) and len(small.images_train) == 2
+    assert isinstance(small.images_train, MappedArray) and len(small.images_train) == 2
     assert small.labels_train.tolist() == [0, 1]
     g = torch.Generator().manual_seed(0)
     assert real.get_images(1, 2, g).shape == (2, 3, 4, 48, 48)
 
 
-def test_hmdb_and_ucf101_read_their_own_csv(tmp_path):
-    write_ucf(tmp_path / "data", csv_name="hmdb51_splits.csv", folder="HMDB51")
-    real = get_dataset("HMDB51", str(tmp_path / "data"), res=48, frames=4, frame_gap=2,
-                       cache_dir=str(tmp_path / "cache"))
-    assert real.num_classes == 2 and len(real.images_train) == 4
+# every video dataset (UCF101 and HMDB51 from their own folder and csv) loads its LAYOUTS writer's files:
+# tests/test_registries.py::test_dataset_loads
 
 
 # ---- bad input ----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 
 from common.data import DATASETS, get_dataset, is_video, is_voxel
 from common.data import voxels as vox
-from common.data.video import ClipArray
+from common.data.base import MappedArray
 from common.data.voxels import VOXEL_DATASETS, VOXEL_SPECS, read_off, read_points, voxelise
 from common.errors import DatasetNotFoundError, UserError
 
@@ -118,6 +118,34 @@ def write_mnist3d(root: Path, n_train=20, n_test=10, keys=vox.MNIST3D_KEYS) -> P
     return d / "full_dataset_vectors.h5"
 
 
+def make_voxel_layout(name: str, off: bool = False):
+    """A writer of a tiny `name` dataset in the layout its spec names (``off``: the OFF-mesh archive a point-list
+    dataset falls back to). Returns what the loaded dataset must look like (as test_data's writers)."""
+    spec = VOXEL_SPECS[name]
+
+    def make(root: Path) -> dict:
+        kwargs = dict(res=RES, cache_dir=str(root / "cache"))
+        if off:
+            write_off_archive(root / spec.off_folder)
+        elif spec.layout == "pointlist":
+            write_pointlist(root / spec.folder, spec.prefix)
+        elif spec.layout == "shapenet":
+            write_shapenet(root)
+        elif spec.layout == "h5":
+            write_mnist3d(root)
+            return dict(kwargs=kwargs, n_train=20, n_test=10, channel=1, size=(RES,) * 3, num_classes=10)
+        else:
+            raise AssertionError(f"no writer for the {spec.layout!r} layout of {name}")
+        return dict(kwargs=kwargs, n_train=4, n_test=2, channel=1, size=(RES,) * 3, num_classes=2)
+    return make
+
+
+# every voxel dataset's layouts (tests/test_registries.py loads each through get_dataset)
+LAYOUTS = {f"{name}-{layout}": (name, make_voxel_layout(name, off=layout == "off"))
+           for name, spec in VOXEL_SPECS.items()
+           for layout in ([spec.layout] + (["off"] if spec.off_folder else []))}
+
+
 def load(name, root, tmp_path, **kw):
     kw.setdefault("res", RES)
     return get_dataset(name, str(root), cache_dir=str(tmp_path / "cache"), **kw)
@@ -145,7 +173,7 @@ def test_pointlist_layout(tmp_path, name, folder, prefix):
     assert d.domain == "voxel" and d.channel == 1 and d.im_size == (RES, RES, RES)
     assert d.class_names == ["night_stand", "chair"] and d.num_classes == 2  # file order, not sorted
     assert d.mean == [0.0] and d.std == [1.0] and d.zca is None
-    assert isinstance(d.images_train, ClipArray)
+    assert isinstance(d.images_train, MappedArray)
     assert d.images_train.shape == (4, 1, RES, RES, RES) and d.images_test.shape == (2, 1, RES, RES, RES)
     assert d.labels_train.tolist() == [0, 0, 1, 1] and d.labels_test.tolist() == [0, 1]
     assert [i.tolist() for i in d.indices_class] == [[0, 1], [2, 3]]

@@ -1,7 +1,9 @@
 """Voxel Fashion-MNIST (common/data/voxel_fmnist.py): the extruded solid, its surface points and normals, the
 random rotation, the choice of source images, and the dataset written in ModelNet's point-cloud layout --
-deterministic, split-correct, class-balanced, atomic -- and its command line."""
-import itertools
+deterministic, split-correct, class-balanced, atomic -- and its command line.
+
+What it shares with Moving Fashion-MNIST (the choice of sources, deterministic builds, argument errors, --overwrite,
+interruptions, the command line's errors) is tested in tests/test_moving_fmnist.py, parametrised over both."""
 import math
 import re
 import subprocess
@@ -13,18 +15,12 @@ import numpy as np
 import pytest
 
 from common.data import voxel_fmnist as vfm
-from common.errors import UserError
-from tests.helpers import REPO, needs_fmnist
+from tests.helpers import OFFLINE_TEST, OFFLINE_TRAIN, REPO, needs_fmnist
 
-TRAIN, TEST = 3, 2  # shapes per class of the small builds
+TRAIN, TEST = OFFLINE_TRAIN, OFFLINE_TEST  # shapes per class of the small builds (conftest's offline_builds)
 N = vfm.POINTS
 TOL = 1e-5
 _AXES = np.eye(3)
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    """Every file under root, by relative path, with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _garment(seed: int = 0) -> np.ndarray:
@@ -250,49 +246,19 @@ def test_format_points_is_six_decimals_per_field():
 # ------------------------------------------------------------------------------------------------------------
 # source images and the dataset on disk (real Fashion-MNIST)
 
-@pytest.fixture(scope="module")
-def sources():
-    return vfm.load_sources("data")
+@pytest.fixture
+def sources(fashion_sources):
+    return fashion_sources
 
 
-@pytest.fixture(scope="module")
-def builds(tmp_path_factory):
-    """Three small builds: seed 0 twice into different folders, and seed 1."""
-    out = {}
-    for key, seed in [("a", 0), ("b", 0), ("c", 1)]:
-        out[key] = vfm.build(tmp_path_factory.mktemp(f"vfm_{key}"), train_per_class=TRAIN, test_per_class=TEST,
-                             seed=seed, progress=False)
-    return out
+@pytest.fixture
+def builds(offline_builds):
+    """Three small builds: seed 0 twice into different folders ("a", "b"), and seed 1 ("c")."""
+    return offline_builds(vfm)
 
 
 def _ids(root: Path, split: str) -> list[str]:
     return (root / vfm.list_name(split)).read_text().splitlines()
-
-
-@needs_fmnist
-def test_sources_are_distinct_images_of_their_class_and_split(sources):
-    for split, per_class in [("train", 50), ("test", 20)]:
-        x, y = sources.split(split)
-        idx = vfm.choose_sources(y, per_class, seed=0, split=split)
-        assert idx.shape == (10, per_class)
-        assert len(np.unique(idx)) == idx.size and idx.min() >= 0 and idx.max() < len(y)
-        for c in range(10):
-            assert (y[idx[c]] == c).all()
-        np.testing.assert_array_equal(vfm.choose_sources(y, per_class + 5, 0, split)[:, :per_class], idx)
-        assert not np.array_equal(vfm.choose_sources(y, per_class, 1, split), idx)
-    assert len(sources.y_train) == 60000 and len(sources.y_test) == 10000
-    with pytest.raises(UserError, match="1001"):
-        vfm.choose_sources(sources.y_test, 1001, 0, "test")
-
-
-@needs_fmnist
-def test_build_is_deterministic_and_depends_on_the_seed(builds):
-    a, b, c = (_tree(builds[k]) for k in "abc")
-    assert a == b  # same seed, another folder: byte-identical lists and point files
-    lists = [vfm.SHAPE_NAMES, vfm.list_name("train"), vfm.list_name("test")]
-    assert all(a[k] == c[k] for k in lists)  # the lists name shapes, not their content
-    clouds = [k for k in a if k not in lists]
-    assert len(clouds) == 10 * (TRAIN + TEST) and all(a[k] != c[k] for k in clouds)
 
 
 @needs_fmnist
@@ -364,74 +330,8 @@ def test_real_shapes_lie_on_their_solid(builds, sources):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# errors
-
-@pytest.mark.parametrize("kwargs, value", [
-    (dict(train_per_class=0), "0"), (dict(test_per_class=-2), "-2"), (dict(points=0), "0"),
-    (dict(seed=-1), "-1"), (dict(train_per_class=2.5), "2.5"), (dict(points=True), "True"),
-])
-def test_bad_arguments_raise_user_error(tmp_path, kwargs, value):
-    with pytest.raises(UserError, match=value):
-        vfm.build(tmp_path, **kwargs, progress=False)
-    assert not (tmp_path / vfm.NAME).exists()
-
-
-@needs_fmnist
-def test_too_many_shapes_per_class_raise_user_error(tmp_path):
-    with pytest.raises(UserError, match="1001"):
-        vfm.build(tmp_path, train_per_class=1, test_per_class=1001, progress=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_existing_target_needs_overwrite(tmp_path):
-    (tmp_path / vfm.NAME).mkdir()
-    (tmp_path / vfm.NAME / "keep").write_text("x")
-    with pytest.raises(UserError, match="already exists.*--overwrite"):
-        vfm.build(tmp_path, train_per_class=1, test_per_class=1, progress=False)
-    assert (tmp_path / vfm.NAME / "keep").read_text() == "x"
-
-
-@needs_fmnist
-def test_overwrite_replaces_the_dataset(tmp_path, builds):
-    (tmp_path / vfm.NAME).mkdir()
-    (tmp_path / vfm.NAME / "stale").write_text("x")
-    vfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True, progress=False)
-    assert _tree(tmp_path / vfm.NAME) == _tree(builds["c"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == [vfm.NAME]
-
-
-def _fail_after(monkeypatch, n: int) -> None:
-    """Make the n+1-th point-file write raise, as if the build was interrupted there."""
-    calls, real = itertools.count(), vfm._save_points
-
-    def save(points, path):
-        if next(calls) >= n:
-            raise KeyboardInterrupt("simulated interruption")
-        real(points, path)
-
-    monkeypatch.setattr(vfm, "_save_points", save)
-
-
-@needs_fmnist
-def test_interrupted_build_leaves_no_dataset(tmp_path, monkeypatch):
-    _fail_after(monkeypatch, 20)
-    with pytest.raises(KeyboardInterrupt):
-        vfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, progress=False)
-    assert list(tmp_path.iterdir()) == []
-
-
-@needs_fmnist
-def test_interrupted_overwrite_keeps_the_old_dataset(tmp_path, monkeypatch, builds):
-    vfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=0, progress=False)
-    _fail_after(monkeypatch, 10)
-    with pytest.raises(KeyboardInterrupt):
-        vfm.build(tmp_path, train_per_class=TRAIN, test_per_class=TEST, seed=1, overwrite=True, progress=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [vfm.NAME]
-    assert _tree(tmp_path / vfm.NAME) == _tree(builds["a"])
-
-
-# ------------------------------------------------------------------------------------------------------------
-# command line
+# command line (its errors, and the argument errors, --overwrite and interruptions of the build: in
+# tests/test_moving_fmnist.py, with Moving Fashion-MNIST's)
 
 def _cli(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "common.data.voxel_fmnist", *args], cwd=REPO, capture_output=True,
@@ -447,23 +347,3 @@ def test_cli_builds_a_tiny_dataset(tmp_path):
     root = tmp_path / vfm.NAME
     assert len(_ids(root, "train")) == 10 and len(_ids(root, "test")) == 20
     assert _parse(root / "bag" / "bag_0003.txt").shape == (100, 6)
-
-
-def test_cli_bad_value_is_one_error_line(tmp_path):
-    r = _cli("--out", str(tmp_path), "--train_per_class", "0", "--no-progress")
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--train_per_class" in lines[0], r.stderr
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_cli_unparsable_value_is_a_user_error(tmp_path, capsys):
-    """argparse's own errors also end as one line and status 2 (in process: the subprocess test covers the rest)."""
-    from common.cli import run_main
-
-    with pytest.raises(SystemExit) as e:
-        run_main(lambda: vfm.main(["--out", str(tmp_path), "--points", "abc"]))
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "abc" in err[0]
-    assert list(tmp_path.iterdir()) == []

@@ -293,5 +293,3 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
         indices_class=_indices_by_class(y_tr, len(classes)), domain="video")
 
 
-
-ClipArray = MappedArray  # the name it had when only clips were memory-mapped
