@@ -7,6 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 import hyper_params
 from common import distill
@@ -155,3 +156,35 @@ def test_domain_options_name_folders_and_caches():
     assert p.parse_args(["--init_cache", "elsewhere"]).cache == "elsewhere"
     assert DOMAINS["video"].data_cache("somewhere") == "somewhere/clips"
     assert DOMAINS["image"].data_cache("somewhere") is None
+
+
+@pytest.mark.parametrize("name", list(DOMAINS))
+def test_every_domain_is_complete(name, tmp_path):
+    """A domain's datasets belong to it alone, its native sizes and default network fit each other, each option
+    is a flag with help, and it draws a set of its instances."""
+    from common.data import RealData
+    from common.networks import get_network, list_networks
+    domain = DOMAINS[name]
+    assert domain.name == name and domain.datasets and all(domain_of(d) is domain for d in domain.datasets)
+    assert domain.default_model in list_networks()
+    for dataset in domain.datasets:
+        values = {"dataset": dataset, "res": domain.native_res(dataset), "zca": False}
+        domain.resolve(values, dataset)
+        size = domain.instance_size(values)
+        assert len(size) == len(domain.axes) and min(size) >= 1
+        assert domain.tag(values) == ""  # the dataset's defaults add nothing to folder names
+    size = (4,) * len(domain.axes) if name != "video" else (4, 48, 48)
+    net = get_network(domain.default_model, 1, 3, size)
+    assert net(torch.zeros(2, 1, *size)).shape == (2, 3)
+    for opt in (*domain.options, *domain.eval_options):
+        p = argparse.ArgumentParser()
+        opt.add_to(p)
+        assert opt.help and p.parse_args([]).__dict__[opt.name] is None
+    x, labels = torch.rand(4, 1, *size), torch.tensor([0, 0, 1, 2])
+    real = RealData(name="x", channel=1, im_size=size, num_classes=3, class_names=["a", "b", "c"], mean=[0.0],
+                    std=[1.0], images_train=x, labels_train=labels, images_test=x, labels_test=labels,
+                    indices_class=[], domain=name)
+    paths = domain.save_visuals(x, labels, str(tmp_path), "syn", real)
+    assert paths and all(Path(p).stat().st_size > 0 for p in paths)
+    domain.export(x, labels, real, str(tmp_path / "export"))
+    assert len(list((tmp_path / "export").rglob("*.*"))) >= len(x)
