@@ -26,8 +26,18 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module's tests (small batches gain nothing from more, and one thread keeps them fast
+    on a busy machine); restored afterwards. A module opts in with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
-def fashion_sources():
+def sources():
     """The real Fashion-MNIST as the offline sets' source images (tests using it carry tests.helpers.needs_fmnist)."""
     from common.data.offline import load_sources
     return load_sources("data")

@@ -159,11 +159,6 @@ def test_real_garment_intensity_is_kept():
 # source images and the dataset on disk (real Fashion-MNIST)
 
 @pytest.fixture
-def sources(fashion_sources):
-    return fashion_sources
-
-
-@pytest.fixture
 def builds(offline_builds):
     """Three small builds: seed 0 twice into different folders ("a", "b"), and seed 1 ("c")."""
     return offline_builds(mfm)
@@ -264,10 +259,10 @@ OFFLINE = {
 
 @needs_fmnist
 @pytest.mark.parametrize("kind", OFFLINE)
-def test_sources_are_distinct_images_of_their_class_and_split(kind, fashion_sources):
+def test_sources_are_distinct_images_of_their_class_and_split(kind, sources):
     module = OFFLINE[kind].module
     for split, per_class in [("train", 50), ("test", 20)]:
-        x, y = fashion_sources.split(split)
+        x, y = sources.split(split)
         idx = module.choose_sources(y, per_class, seed=0, split=split)
         assert idx.shape == (10, per_class)
         assert len(np.unique(idx)) == idx.size and idx.min() >= 0 and idx.max() < len(y)
@@ -276,9 +271,9 @@ def test_sources_are_distinct_images_of_their_class_and_split(kind, fashion_sour
         # more items per class only appends sources; another seed picks other images
         np.testing.assert_array_equal(module.choose_sources(y, per_class + 5, 0, split)[:, :per_class], idx)
         assert not np.array_equal(module.choose_sources(y, per_class, 1, split), idx)
-    assert len(fashion_sources.y_train) == 60000 and len(fashion_sources.y_test) == 10000
+    assert len(sources.y_train) == 60000 and len(sources.y_test) == 10000
     with pytest.raises(UserError, match="1001"):
-        module.choose_sources(fashion_sources.y_test, 1001, 0, "test")
+        module.choose_sources(sources.y_test, 1001, 0, "test")
 
 
 @needs_fmnist

@@ -17,13 +17,7 @@ VOXEL_NAMES = [n for n in NAMES if n.startswith("Conv3DNet")]  # volumes (C, D, 
 IMAGE_NAMES = [n for n in NAMES if n not in VIDEO_NAMES + VOXEL_NAMES]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batches of 2 gain nothing from intra-op threads, and one thread keeps this file fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread (tests/conftest.py)
 
 
 def _batch(channel, im_size, n=2):

@@ -28,13 +28,7 @@ from tests.helpers import network_kind
 from tests.test_synsets import fake_real
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Batches of 2 gain nothing from intra-op threads, and one thread keeps this file fast on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # one intra-op thread (tests/conftest.py)
 
 
 # ---- networks ----------------------------------------------------------------------------------------------

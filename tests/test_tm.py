@@ -21,21 +21,13 @@ from common.synsets import DDiF, load_checkpoint
 from common.tm import TrajectoryMatching, recompute_backward, tm_loss, unroll_backward, unroll_student
 from helpers import SMALL, TEST_DEVICE, assert_same_run, cli, needs_fmnist, run_shipped_script
 
-pytestmark = [needs_fmnist, pytest.mark.e2e]  # end-to-end runs: the slow tier
+# end-to-end runs: the slow tier; one intra-op thread (tests/conftest.py)
+pytestmark = [needs_fmnist, pytest.mark.e2e, pytest.mark.usefixtures("one_thread")]
 
 BUFFER = ["--num_experts", "2", "--train_epochs", "2", "--save_interval", "1", "--batch_train", "128"]
 TM_SMALL = ["--syn_steps", "3", "--expert_epochs", "1", "--max_start_epoch", "2", "--num_eval", "1",
             "--epoch_eval_train", "1", "--epochs_init", "100", "--no-eval_at_start"]
 FOLDER = Path("FashionMNIST_NO_ZCA") / "ConvNetW32"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread in this process (the same reason as OMP_WAIT_POLICY above); restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

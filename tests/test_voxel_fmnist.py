@@ -247,11 +247,6 @@ def test_format_points_is_six_decimals_per_field():
 # source images and the dataset on disk (real Fashion-MNIST)
 
 @pytest.fixture
-def sources(fashion_sources):
-    return fashion_sources
-
-
-@pytest.fixture
 def builds(offline_builds):
     """Three small builds: seed 0 twice into different folders ("a", "b"), and seed 1 ("c")."""
     return offline_builds(vfm)
