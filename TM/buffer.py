@@ -24,8 +24,8 @@ from common.data import recorded_transform
 from common.distill import load_real
 from common.domains import domain_of
 from common.errors import UserError, choice_error
-from common.experts import (RECIPE_KEYS, ParamLayout, file_name, numbered_files, read_expert_file, save_expert_file,
-                            train_expert)
+from common.experts import (RECIPE_KEYS, ParamLayout, file_name, import_buffers, numbered_files,
+                            original_trajectories, read_expert_file, save_expert_file, train_expert)
 from common.networks import get_network, list_networks
 from common.paths import expert_dir
 from common.utils import derive_seed
@@ -44,6 +44,11 @@ def add_buffer_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--l2", type=float, default=0.0, help="weight decay")
     g.add_argument("--batch_train", type=int, default=256)
     g.add_argument("--save_interval", type=int, default=10, help="experts per replay_buffer_{n}.pt")
+    g.add_argument("--import", dest="import_dir", default=None, metavar="DIR",
+                   help="instead of training: convert the original code's replay_buffer_<n>.pt files in DIR (MTT, "
+                        "and the DDiF/FreD copies of its buffer.py) into this project's, in the folder the flags name; "
+                        "--model, --dataset, --res, --zca must be those the experts were trained with, and "
+                        "--lr_teacher, --mom, --l2, --batch_train, --dsa say how (the files do not record it)")
 
 
 def build_buffer_parser() -> argparse.ArgumentParser:
@@ -94,6 +99,21 @@ def existing_experts(folder: str, header: dict, domain_keys=()) -> tuple[int, in
     return count, (files[-1][0] + 1 if files else 0)
 
 
+def import_into(args, folder: str, header: dict, layout: ParamLayout) -> str:
+    """buffer.py --import: the original files of args.import_dir converted into ``folder`` (one process)."""
+    if dist.world_size() > 1:
+        raise UserError("--import converts files in one process; run it without torchrun")
+    found = numbered_files(args.import_dir)
+    if not found:
+        raise UserError(f"--import {args.import_dir} holds no replay_buffer_<n>.pt files")
+    # the recipe the files do not record comes from the flags; the epochs from the first file
+    header = dict(header, train_epochs=len(original_trajectories(found[0][1], layout)[0]) - 1)
+    existing_experts(folder, header, domain_of(args.dataset).recipe(args))  # a folder of another recipe is refused
+    n = import_buffers(args.import_dir, folder, header, layout, args.progress)
+    print(f"{n} file(s) of {args.import_dir} imported into {folder}" + ("" if n else " (all were there already)"))
+    return folder
+
+
 def main(argv=None) -> str:
     """Train the experts; under torchrun every process trains its share of the files (file j of this build on
     rank j % world size, each expert seeded by --seed and its index as always), so the files are those one
@@ -103,7 +123,10 @@ def main(argv=None) -> str:
     folder = expert_dir(args)
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
         real = load_real(args).to(device)
-    header = header_for(args, real, get_network(args.model, real.channel, real.num_classes, real.im_size))
+    net = get_network(args.model, real.channel, real.num_classes, real.im_size)
+    header = header_for(args, real, net)
+    if args.import_dir:
+        return import_into(args, folder, header, ParamLayout.of(net))
     # rank 0 reads the folder (the others get its answer) before any rank writes to it
     done, next_file = dist.broadcast_object(
         existing_experts(folder, header, domain_of(args.dataset).recipe(args)) if dist.is_main() else None)

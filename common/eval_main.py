@@ -9,18 +9,20 @@ from typing import Callable, Optional
 
 import torch
 
+import hyper_params
+
 from . import dist
 from .args import FrozenArgs, build_parser, fill_from_table, resolve_data
 from .atomic import write_text
 from .augment import DSA
 from .data import transform_mismatch
-from .distill import checkpoint_meta, load_real
+from . import released
+from .distill import load_real
 from .domains import DOMAINS, Domain
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_pool, random_real
 from .networks import get_eval_pool
 from .objectives import OBJECTIVES
-from .synsets import SynSet, load_checkpoint, synset_from_payload
 
 # taken from the checkpoint when not given
 FROM_CHECKPOINT = ("dataset", "subset", "data_path", "zca", "model")
@@ -28,7 +30,12 @@ FROM_CHECKPOINT = ("dataset", "subset", "data_path", "zca", "model")
 
 def add_eval_only_args(p) -> None:
     g = p.add_argument_group("eval.py")
-    g.add_argument("--ckpt", help="synset_best.pt (or checkpoint.pt) of a run")
+    g.add_argument("--ckpt", help="synset_best.pt (or checkpoint.pt) of a run, or a set released by other code: MTT/DATM "
+                                  "images_best.pt (labels_best.pt beside it), FreD res_*.pt, an official DDiF set")
+    g.add_argument("--format", choices=released.FORMATS, default="auto", help="the --ckpt file's format (auto: detected)")
+    g.add_argument("--w0_initial", type=float, default=None,
+                   help="official DDiF sets: the first sine layer's frequency (None: hyper_params.py's DDIF_ARCH)")
+    g.add_argument("--w0", type=float, default=None, help="official DDiF sets: the other sine layers' frequency")
     g.add_argument("--random_real", action="store_true", help="evaluate ipc random real instances per class instead")
     g.add_argument("--ipc", type=int, default=1, help="with --random_real")
     g.add_argument("--model", help="default: the checkpoint's distillation model, else the domain's")
@@ -47,14 +54,17 @@ def build_eval_parser():
     return build_parser(__doc__, role="eval", extra=(add_eval_only_args,))
 
 
-def read_checkpoint(path: str) -> tuple[dict, SynSet]:
-    """(meta, set) of a synset_best.pt or a resume checkpoint.pt."""
-    payload = load_checkpoint(path, "checkpoint")
-    if "synset" in payload and isinstance(payload["synset"], dict):  # a resume checkpoint.pt
-        meta, payload = checkpoint_meta(payload), payload["synset"]
-    else:
-        meta = payload.get("meta", {})
-    return meta, synset_from_payload(payload, f"checkpoint {path}")
+def siren_frequencies(a) -> tuple[Optional[float], Optional[float]]:
+    """--w0_initial/--w0 for an official DDiF set: the flags, else the DDIF_ARCH rows of the dataset and resolution
+    when they agree."""
+    if a.w0_initial is not None and a.w0 is not None:
+        return a.w0_initial, a.w0
+    rows = {(r["w0_initial"], r["w0"]) for (d, res, _), r in hyper_params.DDIF_ARCH.items()
+            if d == a.dataset and (a.res is None or res == a.res)}
+    if len(rows) != 1:
+        return a.w0_initial, a.w0
+    w0_initial, w0 = rows.pop()
+    return (a.w0_initial if a.w0_initial is not None else w0_initial), (a.w0 if a.w0 is not None else w0)
 
 
 def resolve_eval_args(a, meta: dict, log: Callable[[str], None] = lambda m: None) -> tuple[FrozenArgs, Domain]:
@@ -78,24 +88,48 @@ def resolve_eval_args(a, meta: dict, log: Callable[[str], None] = lambda m: None
     return FrozenArgs(**values).freeze(), domain
 
 
+def check_decoded(images, labels, real, path: str, size_flags: str) -> None:
+    """A released set of decoded instances fits the dataset: channels, size, classes (one-line errors)."""
+    if images.shape[1] != real.channel or images.dim() != 2 + len(real.im_size):
+        raise UserError(f"{path} holds instances of {tuple(images.shape[1:])}; {real.name} has {real.channel} "
+                        f"channel(s) of {tuple(real.im_size)}")
+    if tuple(images.shape[2:]) != tuple(real.im_size):
+        raise UserError(f"{path} holds instances of {tuple(images.shape[2:])}; {real.name}'s test instances are "
+                        f"{tuple(real.im_size)} (pass {size_flags} to test at the set's size)")
+    classes = labels.shape[1] if labels.dim() == 2 else int(labels.max()) + 1
+    if (labels.dim() == 2 and classes != real.num_classes) or classes > real.num_classes:
+        raise UserError(f"{path} has labels of {classes} classes; {real.name} has {real.num_classes}")
+
+
 def main(argv=None) -> dict:
     a = build_eval_parser().parse_args(argv)
     if not a.ckpt and not a.random_real:
         raise UserError("give --ckpt PATH (a synthetic-set checkpoint) or --random_real")
     device = dist.setup(a.device)
-    meta, synset = read_checkpoint(a.ckpt) if a.ckpt else ({}, None)
-    args, domain = resolve_eval_args(a, meta, print if dist.is_main() else (lambda m: None))
+    say = print if dist.is_main() else (lambda m: None)
+    found = released.load(a.ckpt, a.format, *siren_frequencies(a)) if a.ckpt else None
+    meta = dict(found.meta) if found else {}
+    if found and found.lr is not None:
+        meta.setdefault("lr_net", found.lr)
+    if found and found.format != "native" and not a.dataset:
+        raise UserError(f"{a.ckpt} ({found.format} format) does not name its dataset; pass --dataset")
+    if found:
+        say(found.describe(a.ckpt))
+    args, domain = resolve_eval_args(a, meta, say)
     if meta and (why := transform_mismatch(meta, args.zca)):
         overridden = a.zca is not None and a.zca != meta.get("zca", False)
         raise UserError(f"the set in {a.ckpt} was distilled on images {why}; its accuracy on these test images "
                         f"would mean nothing ({'leave out --zca/--no-zca' if overridden else 'distil it again'})")
     size_flags = " / ".join(["--res", *(f"--{o}" for o in domain.size_options)])
+    synset = found.synset if found else None
     if synset is not None and not synset.any_resolution and args.resized and (
             args.res != meta.get("res") or any(getattr(args, o) != meta.get(o) for o in domain.size_options)):
         raise UserError(f"a {synset.name} set decodes only at its own size {tuple(synset.im_size)}; {size_flags} "
                         f"are for DDiF sets")
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
         real = load_real(args, test_only=not args.random_real)
+    if found is not None and found.fields is not None:
+        synset = found.synset_for(real.im_size)
     if synset is not None:
         if (synset.channel, synset.num_classes) != (real.channel, real.num_classes):
             raise UserError(f"the checkpoint holds a {synset.num_classes}-class {synset.channel}-channel set; "
@@ -104,6 +138,10 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             images, labels = synset.get(res=real.im_size if args.resized else None)
         what = f"{synset.name} ({synset.n_per_class} per class) from {a.ckpt}"
+    elif found is not None:
+        images, labels = found.images, found.labels
+        check_decoded(images, labels, real, a.ckpt, size_flags)
+        what = f"{found.format} set ({found.per_class()} per class) from {a.ckpt}"
     else:
         images, labels = random_real(real, args.ipc, args.seed)
         what = f"random real, ipc {args.ipc}"

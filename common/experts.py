@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 import hyper_params
 
@@ -248,6 +249,68 @@ def load_experts(folder: str, args, load_all: bool = False, max_files: int = 0, 
     if load_all:
         files = [(path, read_expert_file(path)) for path, _ in files]
     return Experts(folder, files, max_experts, load_all)
+
+
+# ---- importing the original code's buffers -----------------------------------------------------------------
+
+def original_trajectories(path: str, layout: ParamLayout) -> list[Tensor]:
+    """The trajectories of an MTT-style ``replay_buffer_{n}.pt`` (DDiF's and FreD's copies write the same): a list
+    of trajectories, each a list of snapshots (initialisation, then one per epoch), each a list of parameter
+    tensors in ``parameters()`` order; as (snapshots, num_params) float32 tensors. One-line errors when the file
+    is not one or a snapshot does not fit ``layout`` (naming the first mismatch)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # zip/pickle errors come in many types
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot read buffer file {path} (truncated, or holds more than tensors and lists): "
+                              f"{type(e).__name__}: {msg[:200]}") from None
+    if not isinstance(obj, list) or not obj or not all(isinstance(t, list) and t for t in obj):
+        raise CheckpointError(f"{path} is not an original replay buffer (a list of trajectories, each a list of "
+                              f"snapshots)")
+    out = []
+    for k, traj in enumerate(obj):
+        for e, snap in enumerate(traj):
+            if not isinstance(snap, (list, tuple)) or len(snap) != len(layout.shapes):
+                n = len(snap) if isinstance(snap, (list, tuple)) else type(snap).__name__
+                raise UserError(f"{path}: trajectory {k}, snapshot {e} holds {n} tensors; the network has "
+                                f"{len(layout.shapes)} parameter tensors (is --model the buffer's network?)")
+            for name, shape, t in zip(layout.names, layout.shapes, snap):
+                if not isinstance(t, Tensor) or tuple(t.shape) != shape:
+                    got = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
+                    raise UserError(f"{path}: trajectory {k}, snapshot {e}: parameter {name} is {got} in the file, "
+                                    f"{shape} in the network (is --model the buffer's network, at this --res?)")
+        out.append(torch.stack([torch.cat([t.reshape(-1).float() for t in snap]) for snap in traj]))
+    epochs = {len(t) for t in out}
+    if len(epochs) > 1:
+        raise CheckpointError(f"{path}: trajectories of {sorted(epochs)} snapshots; one length per file")
+    return out
+
+
+def import_buffers(source: str, folder: str, header: dict, layout: ParamLayout, progress: bool = False,
+                   log=print) -> int:
+    """Convert every ``replay_buffer_{n}.pt`` of ``source`` (the original format) into this project's expert file
+    of the same number in ``folder``, with ``header`` (the recipe the files do not record; its ``train_epochs``
+    must be the files'). A file already converted is kept (a rerun continues); one file is in memory at a time.
+    Returns the number of files converted."""
+    found = numbered_files(source)
+    if not found:
+        raise UserError(f"{source} holds no replay_buffer_<n>.pt files to import")
+    os.makedirs(folder, exist_ok=True)
+    converted, index = 0, 0
+    for n, path in tqdm(found, desc="import", disable=not progress):
+        target = os.path.join(folder, file_name(n))
+        if os.path.exists(target):
+            index += len(read_expert_file(target, mmap=True)["trajectories"])
+            continue
+        trajs = original_trajectories(path, layout)
+        if len(trajs[0]) - 1 != header["train_epochs"]:
+            raise UserError(f"{path}: trajectories of {len(trajs[0]) - 1} epochs, the first file's "
+                            f"{header['train_epochs']}; keep one kind per folder")
+        save_expert_file(target, header, trajs, range(index, index + len(trajs)), [])
+        index += len(trajs)
+        converted += 1
+        log(f"imported {path} -> {target} ({len(trajs)} experts of {header['train_epochs']} epochs)")
+    return converted
 
 
 # ---- training an expert ------------------------------------------------------------------------------------

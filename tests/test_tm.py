@@ -102,6 +102,34 @@ def test_buffer_rerun_keeps_complete_files_and_continues(work, tmp_path):
         main(SMALL + ["--train_epochs", "3", "--num_experts", "4", "--buffer_path", str(tmp_path / "buffers")])
 
 
+def test_original_buffers_import_to_the_same_experts_and_the_same_tm_loss(work, tmp_path):
+    """Buffers in the original format (written here from the native files: per trajectory a list of snapshots,
+    each a list of parameter tensors) import into expert files with the same numbers, and TM on them takes the
+    same step; a buffer of another network is refused naming the first mismatch."""
+    from TM.buffer import main
+    layout = ParamLayout.of(get_network("ConvNetW32", 1, 10, (28, 28)))
+    (tmp_path / "orig").mkdir()
+    native = {n: read_expert_file(str(work / "buffers" / FOLDER / f"replay_buffer_{n}.pt")) for n in (0, 1)}
+    for n, obj in native.items():
+        original = [[list(layout.unflatten(row).values()) for row in t] for t in obj["trajectories"]]
+        torch.save(original, tmp_path / "orig" / f"replay_buffer_{n}.pt")
+    argv = SMALL + BUFFER + ["--import", str(tmp_path / "orig"), "--buffer_path", str(tmp_path / "imported")]
+    main(argv)
+    for n, obj in native.items():
+        got = read_expert_file(str(tmp_path / "imported" / FOLDER / f"replay_buffer_{n}.pt"))
+        assert torch.equal(got["trajectories"][0], obj["trajectories"][0])
+        assert {k: v for k, v in got.items() if k not in ("trajectories", "test_acc")} == \
+            {k: v for k, v in obj.items() if k not in ("trajectories", "test_acc")}
+    main(argv)  # a rerun keeps what is there
+    losses = [tm_objective(work, tmp_path / name, "--synset", "pixel", "--buffer_path", str(root)).step(0)
+              for name, root in (("a", work / "buffers"), ("b", tmp_path / "imported"))]
+    assert losses[0] == losses[1]
+    with pytest.raises(UserError, match=r"parameter features\.0\.weight is \(32, 1, 3, 3\) in the file, "
+                                        r"\(128, 1, 3, 3\) in the network"):
+        main(SMALL[:2] + ["--model", "ConvNet"] + SMALL[4:] + BUFFER + ["--import", str(tmp_path / "orig"),
+                                                                        "--buffer_path", str(tmp_path / "other")])
+
+
 def test_tm_steps_change_the_set_and_the_step_size(work, tmp_path):
     obj = tm_objective(work, tmp_path, "--synset", "ddif", "--batch_syn", "20", "--lr_lr", "1e-5")
     synset = obj.ctx.synset
