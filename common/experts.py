@@ -117,8 +117,9 @@ def read_expert_file(path: str, mmap: bool = False) -> dict:
                               f"{type(e).__name__}: {msg}; delete it and run TM/scripts/run_buffer.sh again"
                               ) from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT_VERSION or "trajectories" not in obj:
-        raise CheckpointError(f"{path} is not an expert file of this code (format {FORMAT_VERSION}); the original "
-                              f"MTT/DDiF/FreD buffers must be rebuilt with TM/scripts/run_buffer.sh")
+        raise CheckpointError(f"{path} is not an expert file of this code (format {FORMAT_VERSION}); convert the "
+                              f"original MTT/DDiF/FreD buffers of its folder with TM/buffer.py --import DIR (with "
+                              f"the flags they were trained with)")
     trajs = obj["trajectories"]
     if not trajs or any(t.dim() != 2 or t.shape != (obj["train_epochs"] + 1, obj["num_params"]) for t in trajs):
         raise CheckpointError(f"{path}: trajectories are not ({obj['train_epochs'] + 1}, {obj['num_params']}) tensors")

@@ -106,7 +106,7 @@ def test_an_official_ddif_set_decodes_as_its_sirens_at_any_resolution(tmp_path, 
     assert found.lr == pytest.approx(0.03)
     res = eval_main(["--ckpt", str(path), "--w0_initial", "10", "--w0", "10", "--res", "32", *EVAL])
     out = capsys.readouterr().out
-    assert "ddif format, 30 neural fields, 3 per class, int labels, learned lr 0.03" in out
+    assert "ddif format, 30 neural fields, 3 per class, int labels, saved evaluation lr 0.03" in out
     assert "ConvNetW32 accuracy" in out and 0 < res["ConvNetW32"][0] <= 1
 
 
