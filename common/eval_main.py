@@ -7,20 +7,22 @@ from __future__ import annotations
 import json
 from typing import Callable, Optional
 
+import matplotlib
 import torch
 
 import hyper_params
 
 from . import dist
 from .args import FrozenArgs, build_parser, fill_from_table, resolve_data
-from .atomic import write_text
+from .atomic import atomic_path, write_text
 from .augment import DSA
 from .data import transform_mismatch
+from .data.shifted import CORRUPTIONS, EXTRA_CORRUPTIONS, TEST_SETS, load_shifted
 from . import released
 from .distill import load_real
 from .domains import DOMAINS, Domain
 from .errors import UserError
-from .evaluate import EvalConfig, evaluate_pool, random_real
+from .evaluate import EvalConfig, evaluate_on, evaluate_pool, random_real, summarize
 from .networks import get_eval_pool
 from .objectives import OBJECTIVES
 
@@ -44,6 +46,14 @@ def add_eval_only_args(p) -> None:
     g.add_argument("--export_dir", help="write the decoded set here, one folder per class: PNGs (images), GIFs "
                                         "(clips), .npy grids and projection PNGs (voxels)")
     g.add_argument("--no_eval", action="store_true", help="only export")
+    g.add_argument("--test_set", default="clean", choices=["clean", *TEST_SETS],
+                   help="also test the same networks on a shifted test set: every corruption of a -C set at "
+                        "--severity (and their mean), or CIFAR-10.1; the clean test set is always reported")
+    g.add_argument("--severity", type=int, default=5, help="corruption severity, 1..5 (FreD's: 5)")
+    g.add_argument("--corruptions", default="all",
+                   help=f"'all' (the 15: {', '.join(CORRUPTIONS)}) or a comma-separated list (the 4 extra: "
+                        f"{', '.join(EXTRA_CORRUPTIONS)})")
+    g.add_argument("--plot", help="with --test_set: a bar plot of the accuracies (PNG) here")
     g.add_argument("--json_out", help="also write the results as JSON here")
     for domain in DOMAINS.values():
         for opt in domain.eval_options:
@@ -158,6 +168,8 @@ def main(argv=None) -> dict:
         cfg = EvalConfig(epochs=args.epoch_eval_train, num_eval=args.num_eval, device=device, lr=args.lr_net,
                          dsa=DSA(args.dsa_strategy) if args.dsa else None, seed=args.seed, progress=args.progress)
         pool = get_eval_pool(args.eval_mode, args.model)
+        if args.test_set != "clean":
+            return evaluate_shifted(args, pool, images, labels, real, cfg, what)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
         if dist.is_main():  # every rank has the results; one prints and writes them
             for m, (mean, std) in results.items():
@@ -166,3 +178,57 @@ def main(argv=None) -> dict:
             write_text(args.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
                                                   results.items()}, indent=2) + "\n")
     return results
+
+
+MEAN_SHIFTED = "mean corruption"
+
+
+def evaluate_shifted(args, pool, images, labels, real, cfg, what: str) -> dict:
+    """{model: {test set: (mean, std)}}: every network tested on the clean test set and each shifted one, and the
+    mean over the corruptions (the mean and std over networks of each network's mean); a table, JSON, a plot."""
+    corruptions = None if args.corruptions == "all" else [c.strip() for c in args.corruptions.split(",") if c]
+    tests = load_shifted(args.test_set, real, args.data_path, args.severity, corruptions)
+    results = {}
+    for m in pool:
+        accs = evaluate_on(m, images, labels, real.to(cfg.device), cfg, "eval", tests)
+        results[m] = {name: summarize(v) for name, v in accs.items()}
+        if len(tests) > 1:
+            per_net = [sum(accs[t][k] for t in tests) / len(tests) for k in range(len(accs["clean"]))]
+            results[m][MEAN_SHIFTED] = summarize(per_net)
+    if dist.is_main():
+        shift = f"{args.test_set}" + (f", severity {args.severity}" if TEST_SETS[args.test_set].corrupted else "")
+        print(f"{what}: accuracy (%) on the clean and the shifted test sets ({shift}), {args.num_eval} networks")
+        names = list(next(iter(results.values())))
+        print("| test set | " + " | ".join(pool) + " |")
+        print("|---|" + "---:|" * len(pool))
+        for name in names:
+            cells = [f"{100 * results[m][name][0]:.2f} +- {100 * results[m][name][1]:.2f}" for m in pool]
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        if args.json_out:
+            write_text(args.json_out, json.dumps(
+                {"test_set": args.test_set, "severity": args.severity,
+                 "accuracy": {m: {t: {"acc_mean": v[0], "acc_std": v[1]} for t, v in r.items()}
+                              for m, r in results.items()}}, indent=2) + "\n")
+        if args.plot:
+            plot_shifted(results, args.plot, f"{args.test_set} ({what})")
+    return results
+
+
+def plot_shifted(results: dict, path: str, title: str) -> None:
+    """Grouped bars: one group per test set, one bar per network (mean, std as error bars)."""
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # after choosing the file-only backend
+    names = list(next(iter(results.values())))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(names) * len(results)), 4))
+    width = 0.8 / len(results)
+    for j, (m, r) in enumerate(results.items()):
+        xs = [i + j * width for i in range(len(names))]
+        ax.bar(xs, [100 * r[n][0] for n in names], width, yerr=[100 * r[n][1] for n in names], capsize=2, label=m)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=60, ha="right")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)

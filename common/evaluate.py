@@ -99,7 +99,16 @@ def evaluate_synset(model: str, images: Tensor, labels: Tensor, real, cfg: EvalC
     """Test accuracies of ``cfg.num_eval`` fresh ``model`` networks trained on (images, labels). Under torchrun
     the networks are split over the processes (network k on rank k % world size, its seeds unchanged) and the
     accuracies gathered, so every rank returns the list one process would."""
-    accs = []
+    return evaluate_on(model, images, labels, real, cfg, tag)["clean"]
+
+
+def evaluate_on(model: str, images: Tensor, labels: Tensor, real, cfg: EvalConfig, tag=0,
+                tests: Optional[dict] = None) -> dict[str, list[float]]:
+    """{test set: accuracies of the ``cfg.num_eval`` networks}: each network is trained once (as in
+    :func:`evaluate_synset`) and tested on real's clean test set ("clean") and on every (images, labels) of
+    ``tests`` (e.g. corrupted test sets)."""
+    tests = {"clean": (real.images_test, real.labels_test), **(tests or {})}
+    found = []
     im_size = tuple(images.shape[2:])
     mine = dist.shard(range(cfg.num_eval))
     for k in tqdm(mine, desc=f"eval {model}", leave=False, disable=not cfg.progress or not dist.is_main()):
@@ -107,8 +116,9 @@ def evaluate_synset(model: str, images: Tensor, labels: Tensor, real, cfg: EvalC
         torch.manual_seed(seed)
         net = get_network(model, images.shape[1], real.num_classes, im_size)
         train_network(net, images, labels, cfg, seed)
-        accs.append((k, test_accuracy(net, real.images_test, real.labels_test)))
-    return [acc for _, acc in sorted(pair for part in dist.gather_objects(accs) for pair in part)]
+        found.append((k, {name: test_accuracy(net, x, y) for name, (x, y) in tests.items()}))
+    ordered = [accs for _, accs in sorted(pair for part in dist.gather_objects(found) for pair in part)]
+    return {name: [accs[name] for accs in ordered] for name in tests}
 
 
 def summarize(accs: Sequence[float]) -> tuple[float, float]:

@@ -234,8 +234,15 @@ def test_imagenet_missing_class_folder(tmp_path):
 
 
 def test_imagenet_subset_tables():
-    assert set(IMAGENET_SUBSETS) == {"imagenette", "imagewoof", "imagefruit", "imageyellow", "imagemeow", "imagesquawk"}
+    assert set(IMAGENET_SUBSETS) == {"imagenette", "imagewoof", "imagefruit", "imageyellow", "imagemeow", "imagesquawk",
+                                     *(f"imagenet-{x}" for x in "abcde")}
     assert IMAGENET_SUBSET_INDICES["imagenette"] == [0, 217, 482, 491, 497, 566, 569, 571, 574, 701]
+    # GLaD's ImageNet-A..E (utils.py, Config), as FreD's ImageNet-abcde code uses them
+    assert IMAGENET_SUBSET_INDICES["imagenet-a"] == [255, 376, 984, 364, 500, 986, 333, 576, 148, 135]
+    assert IMAGENET_SUBSET_INDICES["imagenet-b"] == [129, 916, 90, 275, 995, 874, 102, 259, 685, 139]
+    assert IMAGENET_SUBSET_INDICES["imagenet-c"] == [565, 94, 554, 535, 92, 392, 291, 136, 324, 11]
+    assert IMAGENET_SUBSET_INDICES["imagenet-d"] == [9, 258, 13, 262, 19, 339, 321, 24, 93, 322]
+    assert IMAGENET_SUBSET_INDICES["imagenet-e"] == [816, 96, 100, 145, 739, 713, 783, 76, 688, 326]
     for s, wnids in IMAGENET_SUBSETS.items():
         assert len(wnids) == len(set(wnids)) == 10 == len(IMAGENET_SUBSET_INDICES[s])
         assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in wnids)

@@ -75,6 +75,37 @@ _IMAGENET_SUBSET_TABLE: dict[str, list[tuple[int, str, str]]] = {
         (96, "n01843383", "toucan"), (9, "n01518878", "ostrich"), (100, "n01860187", "black swan"),
         (89, "n01819313", "sulphur-crested cockatoo"),
     ],
+    # GLaD's ImageNet-[A..E] (FreD's ImageNet-abcde experiments use the same lists)
+    "imagenet-a": [
+        (255, "n02111129", "Leonberg"), (376, "n02489166", "proboscis monkey"), (984, "n11879895", "rapeseed"),
+        (364, "n02457408", "three-toed sloth"), (500, "n03042490", "cliff dwelling"),
+        (986, "n12057211", "yellow lady's slipper"), (333, "n02342885", "hamster"), (576, "n03447447", "gondola"),
+        (148, "n02071294", "killer whale"), (135, "n02013706", "limpkin"),
+    ],
+    "imagenet-b": [
+        (129, "n02006656", "spoonbill"), (916, "n06359193", "web site"), (90, "n01820546", "lorikeet"),
+        (275, "n02116738", "African hunting dog"), (995, "n13044778", "earthstar"), (874, "n04487081", "trolleybus"),
+        (102, "n01872401", "echidna"), (259, "n02112018", "Pomeranian"), (685, "n03841143", "odometer"),
+        (139, "n02025239", "ruddy turnstone"),
+    ],
+    "imagenet-c": [
+        (565, "n03393912", "freight car"), (94, "n01833805", "hummingbird"), (554, "n03344393", "fireboat"),
+        (535, "n03208938", "disk brake"), (92, "n01828970", "bee eater"), (392, "n02606052", "rock beauty"),
+        (291, "n02129165", "lion"), (136, "n02017213", "European gallinule"),
+        (324, "n02280649", "cabbage butterfly"), (11, "n01531178", "goldfinch"),
+    ],
+    "imagenet-d": [
+        (9, "n01518878", "ostrich"), (258, "n02111889", "Samoyed"), (13, "n01534433", "junco"),
+        (262, "n02112706", "Brabancon griffon"), (19, "n01592084", "chickadee"), (339, "n02389026", "sorrel"),
+        (321, "n02276258", "admiral"), (24, "n01622779", "great grey owl"), (93, "n01829413", "hornbill"),
+        (322, "n02277742", "ringlet"),
+    ],
+    "imagenet-e": [
+        (816, "n04277352", "spindle"), (96, "n01843383", "toucan"), (100, "n01860187", "black swan"),
+        (145, "n02056570", "king penguin"), (739, "n03992509", "potter's wheel"), (713, "n03924679", "photocopier"),
+        (783, "n04153751", "screw"), (76, "n01774750", "tarantula"), (688, "n03857828", "oscilloscope"),
+        (326, "n02281787", "lycaenid"),
+    ],
 }
 IMAGENET_SUBSET_INDICES: dict[str, list[int]] = {
     s: [i for i, _, _ in rows] for s, rows in _IMAGENET_SUBSET_TABLE.items()}

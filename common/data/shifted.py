@@ -1,0 +1,134 @@
+"""Test sets under distribution shift, read from their published layouts and prepared exactly like a run's clean
+test set (the same resizing, mean/std normalisation or ZCA transform), so that networks trained on a distilled set
+are tested on them as on the clean one.
+
+- ``CIFAR10-C`` (Hendrycks & Dietterich): ``<data_path>/CIFAR-10-C/<corruption>.npy``, uint8 (5 x 10,000, 32, 32, 3)
+  -- the 10,000 test images at severity 1, then 2, ... 5 -- and ``labels.npy`` (the test labels, 5 times).
+  15 corruptions, and 4 extra ones in the same folder.
+- ``CIFAR10.1`` (Recht et al., v6): ``<data_path>/CIFAR-10.1/cifar10.1_v6_data.npy`` (2,000, 32, 32, 3) uint8 and
+  ``cifar10.1_v6_labels.npy``.
+- ``FashionMNIST-C``: the same layout as CIFAR-10-C under ``<data_path>/FashionMNIST-C/`` (arrays (5 n, 28, 28) or
+  (5 n, 28, 28, 1)).
+
+FreD's robustness script normalises corrupted images with mean = std = 0.5 whatever the training used; here they
+are normalised as the run's clean test set, so a shift in accuracy is the corruption's alone.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DatasetNotFoundError, UserError, choice_error
+from .base import DEFAULT_DATA_PATH, RealData, _normalise
+from .images import _unit_pixels
+
+CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
+               "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+               "jpeg_compression")
+EXTRA_CORRUPTIONS = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+SEVERITIES = (1, 2, 3, 4, 5)
+
+
+@dataclass(frozen=True)
+class ShiftedSpec:
+    dataset: str  # the clean dataset whose classes it has
+    folder: str  # under data_path
+    corrupted: bool  # the -C layout (corruptions x severities); else one (data, labels) pair
+    hint: str
+
+
+TEST_SETS: dict[str, ShiftedSpec] = {
+    "CIFAR10-C": ShiftedSpec("CIFAR10", "CIFAR-10-C", True, "extract CIFAR-10-C.tar (zenodo.org/record/2535967) "
+                             "into {data}/"),
+    "CIFAR10.1": ShiftedSpec("CIFAR10", "CIFAR-10.1", False, "put cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy "
+                             "(github.com/modestyachts/CIFAR-10.1, datasets/) into {root}/"),
+    "FashionMNIST-C": ShiftedSpec("FashionMNIST", "FashionMNIST-C", True, "write it in the CIFAR-10-C layout into "
+                                  "{root}/"),
+}
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {what} {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                        ) from None
+
+
+def _pixels(x: np.ndarray, path: Path) -> Tensor:
+    """uint8 (N, H, W[, C]) -> uint8 (N, C, H, W)."""
+    if x.dtype != np.uint8 or x.ndim not in (3, 4):
+        raise UserError(f"{path}: expected uint8 images (N, H, W[, C]), got {x.dtype} {x.shape}")
+    t = torch.from_numpy(np.array(x, copy=True))  # read from the memory map into writable memory
+    return t.unsqueeze(1) if t.dim() == 3 else t.permute(0, 3, 1, 2).contiguous()
+
+
+def prepare(x: Tensor, real: RealData) -> Tensor:
+    """uint8 pixels (N, C, H, W) -> the input space of ``real``'s test set, by the loader's own steps: [0, 1],
+    resized to its size, then ZCA-whitened with its fitted transform or mean/std-normalised."""
+    if x.shape[1] != real.channel:
+        raise UserError(f"the shifted images have {x.shape[1]} channel(s); {real.name} has {real.channel}")
+    x = _unit_pixels(x, tuple(real.im_size))
+    if real.zca is not None:
+        with torch.no_grad():
+            return real.zca(x.reshape(len(x), -1)).reshape(x.shape)
+    return _normalise(x, real.mean, real.std)
+
+
+def check_corruptions(names: Optional[Sequence[str]]) -> tuple[str, ...]:
+    """None: the 15; else each must be one of the 15 or the 4 extra."""
+    if not names:
+        return CORRUPTIONS
+    for n in names:
+        if n not in CORRUPTIONS + EXTRA_CORRUPTIONS:
+            raise choice_error("corruption", n, CORRUPTIONS + EXTRA_CORRUPTIONS)
+    return tuple(names)
+
+
+def load_shifted(name: str, real: RealData, data_path: Optional[str] = None, severity: int = 5,
+                 corruptions: Optional[Sequence[str]] = None) -> dict[str, tuple[Tensor, Tensor]]:
+    """{test name: (images, labels)} of shifted test set ``name`` for a run on ``real`` (its classes, size and
+    transform): one entry per corruption at ``severity`` for the -C sets, one for CIFAR-10.1."""
+    if name not in TEST_SETS:
+        raise choice_error("test_set", name, ["clean", *TEST_SETS])
+    spec = TEST_SETS[name]
+    if real.name != spec.dataset:
+        raise UserError(f"{name} holds {spec.dataset}'s classes; this set was distilled on {real.name}")
+    if severity not in SEVERITIES:
+        raise UserError(f"--severity must be one of {SEVERITIES}, got {severity}")
+    data = Path(data_path or DEFAULT_DATA_PATH)
+    root = data / spec.folder
+    hint = spec.hint.format(data=data, root=root)
+    if not spec.corrupted:
+        files = [root / "cifar10.1_v6_data.npy", root / "cifar10.1_v6_labels.npy"]
+        if not all(f.is_file() for f in files):
+            raise DatasetNotFoundError(f"{name} not found: looked for {files[0].name} and {files[1].name} in {root}. "
+                                       f"To get it: {hint}")
+        x, y = _load_npy(files[0], name), _load_npy(files[1], name)
+        if len(x) != len(y):
+            raise UserError(f"{root}: {len(x)} images but {len(y)} labels")
+        return {name: (prepare(_pixels(x, files[0]), real), torch.from_numpy(np.asarray(y).astype(np.int64)))}
+    labels_path = root / "labels.npy"
+    if not labels_path.is_file():
+        raise DatasetNotFoundError(f"{name} not found: looked for {labels_path}. To get it: {hint}")
+    labels = _load_npy(labels_path, f"{name} labels")
+    n = len(labels) // len(SEVERITIES)
+    if n == 0 or len(labels) != n * len(SEVERITIES):
+        raise UserError(f"{labels_path}: {len(labels)} labels, not 5 severities of the same test set")
+    rows = slice((severity - 1) * n, severity * n)
+    y = torch.from_numpy(np.asarray(labels[rows]).astype(np.int64))
+    out = {}
+    for c in check_corruptions(corruptions):
+        path = root / f"{c}.npy"
+        if not path.is_file():
+            raise DatasetNotFoundError(f"{name}: corruption {c} not found ({path}). To get it: {hint}")
+        x = _load_npy(path, f"{name} corruption {c}")
+        if len(x) != len(labels):
+            raise UserError(f"{path}: {len(x)} images, {len(labels)} labels")
+        out[c] = (prepare(_pixels(x[rows], path), real), y)
+    return out
