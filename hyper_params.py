@@ -96,7 +96,8 @@ ROWS: dict[tuple, dict] = {
     ("TM", "CIFAR100", 32, 1): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
     ("TM", "CIFAR100", 32, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
     ("TM", "CIFAR100", 32, 50): dict(syn_steps=60, expert_epochs=2, max_start_epoch=40, lr_lr=1e-5, lr_teacher=1e-2),
-    ("TM", "ImageNet", 128, 1): dict(syn_steps=20, expert_epochs=2, max_start_epoch=10, lr_lr=1e-6, lr_teacher=1e-2),
+    ("TM", "ImageNet", 128, 1): dict(syn_steps=20, expert_epochs=2, max_start_epoch=10, lr_lr=1e-6, lr_teacher=1e-2,
+                                     msz_per_channel=2048, lr_freq=1e9),
     ("TM", "ImageNet", 128, 10): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
     ("TM", "ImageNet", 128, 50): dict(syn_steps=40, expert_epochs=2, max_start_epoch=20, lr_lr=1e-5, lr_teacher=1e-2),
     # TM on Fashion-MNIST (FreD's scripts)
@@ -104,6 +105,10 @@ ROWS: dict[tuple, dict] = {
                                         lr_nf_init=2e-3),
     ("TM", "FashionMNIST", 28, 10): dict(syn_steps=60, expert_epochs=2, max_start_epoch=15, lr_lr=1e-5, lr_teacher=1e-2,
                                          lr_nf_init=2e-3),
+    # FreD's ImageNet-[A..E] scripts (128x128, ConvNetD5, ipc 1: 2048 coefficients per channel, 8 instances per
+    # class); its TM row above (msz 2048, lr_freq 1e9) keeps the trajectory values DDiF and FreD share
+    ("DC", "ImageNet", 128, 1): dict(msz_per_channel=2048, lr_freq=1e5, mom_freq=0.5),
+    ("DM", "ImageNet", 128, 1): dict(msz_per_channel=2048, lr_freq=1e6, mom_freq=0.5),
     # FreD example scripts (CIFAR-10); the TM row also holds the DDiF paper's trajectory values
     ("DC", "CIFAR10", 32, 2): dict(msz_per_channel=32, lr_freq=1e3),
     ("DM", "CIFAR10", 32, 2): dict(msz_per_channel=64, lr_freq=1e6),

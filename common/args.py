@@ -26,6 +26,7 @@ from .utils import DEVICES
 Bool = argparse.BooleanOptionalAction
 WANDB_MODES = ("offline", "online", "disabled")
 ROLES = ("distill", "eval", "buffer")
+SELECT_ON = ("test", "val")
 DEFAULT_CACHE = "cache"
 # flags that stay None when not given (no table default)
 OPTIONAL = ("subset", "exp_name", "n_train_per_class", "n_test")
@@ -105,6 +106,11 @@ def add_distill_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--eval_it", type=int, default=None, help="evaluate every this many iterations")
     g.add_argument("--eval_at_start", action=Bool, default=True, help="also evaluate the initial set (iteration 0)")
     g.add_argument("--save_it", type=int, default=100, help="write the resume checkpoint every this many iterations")
+    g.add_argument("--select_on", default="test", choices=SELECT_ON,
+                   help="what picks synset_best.pt among the evaluations: the test accuracy (the original's), or "
+                        "the accuracy on --n_val real train instances per class held out from the run (its test "
+                        "accuracy is then reported)")
+    g.add_argument("--n_val", type=int, default=10, help="with --select_on val: held-out instances per class")
     g.add_argument("--batch_real", type=int, default=None)
     g.add_argument("--batch_syn", type=int, default=None, help="synthetic instances per step (0: all)")
 
@@ -233,7 +239,7 @@ def resolve_args(args: argparse.Namespace, objective: str, log: Optional[Callabl
     keys = [k for k, v in values.items() if v is None and k not in OPTIONAL and (k not in other_synsets or k in own)]
     fill_from_table(values, objective, domain, keys, log)
     check_positive(values, ("Iteration",), 0)
-    check_positive(values, ("num_eval", "epoch_eval_train", "eval_it", "batch_real"))
+    check_positive(values, ("num_eval", "epoch_eval_train", "eval_it", "batch_real", "n_val"))
     if values.get("batch_syn") is not None and values["batch_syn"] < 0:
         raise UserError(f"--batch_syn must be >= 0 (0: the whole set), got {values['batch_syn']}")
     out = FrozenArgs(**values)

@@ -25,7 +25,7 @@ from .atomic import torch_save, write_text
 from .data import RealData, transform_mismatch
 from .domains import DOMAINS, domain_of
 from .errors import CheckpointError, NonFiniteError, UserError
-from .evaluate import EvalConfig, evaluate_pool
+from .evaluate import EvalConfig, evaluate_on, evaluate_pool, summarize
 from .networks import get_eval_pool, get_network
 from .objective import Objective
 from .objectives import objective_class
@@ -36,7 +36,9 @@ from .utils import derive_seed, seed_everything
 
 # args that define an experiment, besides its domain's options: a resumed run must agree on them
 IDENTITY_KEYS = ("objective", "synset", "dataset", "subset", "res", "model", "ipc", "dipc", "zca", "seed",
-                 "n_train_per_class", "batch_syn")
+                 "n_train_per_class", "batch_syn", "select_on")
+# what a checkpoint written before a key existed is taken to have had
+IDENTITY_DEFAULTS = {"select_on": "test"}
 # what eval.py needs to rebuild the data a set was distilled on, besides its domain's options
 META_KEYS = ("dataset", "subset", "res", "zca", "model", "data_path", "ipc", "seed", "objective")
 
@@ -53,6 +55,7 @@ class Context:
     eval_cfg: EvalConfig
     eval_pool: list
     domain: object = None
+    val: Optional[tuple] = None  # --select_on val: the held-out (images, labels) that pick the best set
     extras: dict = field(default_factory=dict)
 
 
@@ -76,7 +79,9 @@ def load_real(args, test_only: bool = False) -> RealData:
 
 def identity(args) -> dict:
     """What a resume checkpoint records of the experiment."""
-    return dict({k: getattr(args, k) for k in IDENTITY_KEYS}, **domain_of(args.dataset).option_values(args))
+    held_out = {"n_val": args.n_val} if getattr(args, "select_on", "test") == "val" else {}
+    return dict({k: getattr(args, k, IDENTITY_DEFAULTS.get(k)) for k in IDENTITY_KEYS}, **held_out,
+                **domain_of(args.dataset).option_values(args))
 
 
 def meta(args, real: RealData) -> dict:
@@ -133,7 +138,14 @@ def build_context(args) -> Context:
     record = RunRecord(run_dir(args), resume=args.resume, main=dist.is_main())
     seed_everything(args.seed)
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
-        real = load_real(args).to(device)
+        real = load_real(args)
+    val = None
+    if args.select_on == "val":  # held out before the objective, the warm start or any baseline sees the data
+        real, val = real.hold_out(args.n_val, derive_seed(args.seed, "val"))
+        val = tuple(t.to(device) for t in val)
+        record.log(f"model selection on {len(val[1])} held-out train instances ({args.n_val} per class); the "
+                   f"reported accuracy is the selected set's test accuracy")
+    real = real.to(device)
     get_network(args.model, real.channel, real.num_classes, real.im_size)  # a clear error if it cannot take the data
     synset = build_synset(args.synset, **synset_config(args, real.channel, real.num_classes, real.im_size))
     synset.to(device)
@@ -146,7 +158,7 @@ def build_context(args) -> Context:
     eval_cfg = EvalConfig(epochs=args.epoch_eval_train, num_eval=args.num_eval, device=device, lr=args.lr_net,
                           dsa=dsa, seed=args.seed, progress=args.progress)
     return Context(args, device, real, synset, None, record, dsa, eval_cfg, get_eval_pool(args.eval_mode, args.model),
-                   domain_of(args.dataset))
+                   domain_of(args.dataset), val)
 
 
 def run_distillation(args, objective_cls: type[Objective]) -> dict:
@@ -222,7 +234,8 @@ def run_distillation(args, objective_cls: type[Objective]) -> dict:
         if (it + 1) % args.save_it == 0:
             save_resume(it + 1)
     record.plot_accuracy()
-    record.log(f"done: best {args.model} accuracy {100 * best['acc']:.2f}% at iteration {best['iteration']}")
+    record.log(f"done: best {args.model} accuracy {100 * best['acc']:.2f}% at iteration {best['iteration']} (the set "
+               f"selected on the {'held-out train instances' if args.select_on == 'val' else 'test accuracy'})")
     if wandb is not None:
         wandb.finish()
     dist.barrier()  # rank 0's files are complete when the run returns on any rank
@@ -239,19 +252,29 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     t = time.time()
     # the objective sets the evaluation lr (TM: the learned step size)
     cfg = dataclasses.replace(ctx.eval_cfg, lr=objective.eval_lr(ctx.eval_cfg.lr))
-    results = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, cfg, tag=it)
+    if ctx.val is None:
+        results, val = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, cfg, tag=it), {}
+    else:  # the same networks tested on the held-out instances too
+        both = {m: evaluate_on(m, images, labels, ctx.real, cfg, it, {"val": ctx.val}) for m in ctx.eval_pool}
+        results = {m: summarize(accs["clean"]) for m, accs in both.items()}
+        val = {m: summarize(accs["val"]) for m, accs in both.items()}
     extra = objective.metrics()
     for model, (mean, std) in results.items():
-        record.add_metric(iteration=it, model=model, acc_mean=mean, acc_std=std, num_eval=args.num_eval, **extra)
+        on_val = dict(val_acc_mean=val[model][0], val_acc_std=val[model][1]) if val else {}
+        record.add_metric(iteration=it, model=model, acc_mean=mean, acc_std=std, num_eval=args.num_eval, **on_val,
+                          **extra)
         record.log(f"it {it:5d}  {model:<12} acc {100 * mean:.2f} +- {100 * std:.2f}  "
-                   f"({args.num_eval} nets, {time.time() - t:.0f}s)")
+                   + (f"val {100 * val[model][0]:.2f}  " if val else "")
+                   + f"({args.num_eval} nets, {time.time() - t:.0f}s)")
         if wandb is not None:
             wandb.log({f"acc/{model}": mean, f"acc_std/{model}": std, **extra}, step=it)
-    main_acc = results[ctx.eval_pool[0]][0]
-    if main_acc > best["acc"]:
-        best.update(acc=main_acc, iteration=it)
+    main = ctx.eval_pool[0]
+    main_acc, score = results[main][0], (val or results)[main][0]  # what picks the best set: test or held-out
+    if score > best.get("score", best["acc"]):
+        best.update(acc=main_acc, score=score, iteration=it)
         if dist.is_main():
             torch_save(dict(synset.payload(), meta=dict(meta(args, ctx.real), iteration=it, acc=main_acc, lr_net=cfg.lr,
+                                                        selected_on=args.select_on, selection_acc=score,
                                                         metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
@@ -267,7 +290,7 @@ def checkpoint_meta(state: dict) -> dict:
 
 def check_identity(saved: dict, args, path: str) -> None:
     """A resume checkpoint's experiment must be this run's (an option a checkpoint predates: its default)."""
-    fallback = {opt.name: opt.default for opt in domain_of(args.dataset).options}
+    fallback = dict(IDENTITY_DEFAULTS, **{opt.name: opt.default for opt in domain_of(args.dataset).options})
     now = identity(args)
     diff = [f"{k}: checkpoint {saved.get(k, fallback.get(k))!r} vs now {v!r}"
             for k, v in now.items() if saved.get(k, fallback.get(k)) != v]

@@ -187,7 +187,7 @@ def evaluate_shifted(args, pool, images, labels, real, cfg, what: str) -> dict:
     """{model: {test set: (mean, std)}}: every network tested on the clean test set and each shifted one, and the
     mean over the corruptions (the mean and std over networks of each network's mean); a table, JSON, a plot."""
     corruptions = None if args.corruptions == "all" else [c.strip() for c in args.corruptions.split(",") if c]
-    tests = load_shifted(args.test_set, real, args.data_path, args.severity, corruptions)
+    tests = load_shifted(args.test_set, real, args.data_path, args.severity, corruptions, args.subset)
     results = {}
     for m in pool:
         accs = evaluate_on(m, images, labels, real.to(cfg.device), cfg, "eval", tests)

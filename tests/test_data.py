@@ -438,3 +438,17 @@ def test_zca_with_the_real_augment(tmp_path):
     spectrum = torch.linalg.eigvalsh(white_cov)
     torch.testing.assert_close(spectrum, s.clamp_min(0) / (s.clamp_min(0) + eps), rtol=0, atol=1e-4)
     assert spectrum.max() < 1 and (spectrum > 1e-3).sum() == 15
+
+
+def test_hold_out_takes_n_per_class_from_the_train_set_and_keeps_the_rest(cifar):
+    rest, (x, y) = cifar.hold_out(1, seed=3)
+    assert torch.equal(torch.bincount(y, minlength=100), torch.ones(100, dtype=torch.long))
+    assert len(rest.labels_train) + len(y) == len(cifar.labels_train)
+    flat = lambda t: {tuple(v.tolist()) for v in t.flatten(1)[:, :8]}
+    assert flat(x).isdisjoint(flat(rest.images_train)) and flat(x) | flat(rest.images_train) == \
+        flat(cifar.images_train)
+    again, (x2, _) = cifar.hold_out(1, seed=3)
+    assert torch.equal(x, x2) and torch.equal(again.images_train, rest.images_train)
+    assert sum(len(i) for i in rest.indices_class) == len(rest.labels_train)
+    with pytest.raises(UserError, match="--n_val 2 would hold out every train instance of a class"):
+        cifar.hold_out(2, seed=0)

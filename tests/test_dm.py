@@ -162,3 +162,20 @@ def test_wandb_offline_writes_its_files_into_the_run_folder(tmp_path):
     runs = list((root / "pixel_ipc1_ConvNetW32_s0" / "wandb").glob("offline-run-*"))  # one per start second
     assert runs and all(r.name.endswith("-" + run_id) for r in runs)
     assert (root / "pixel_ipc1_ConvNetW32_s0" / "wandb_id.txt").read_text().strip() == run_id
+
+
+def test_select_on_val_picks_the_set_by_held_out_instances_and_reports_its_test_accuracy(tmp_path, fmnist):
+    root = run_dm(tmp_path, "--synset", "pixel", "--Iteration", "6", "--eval_it", "2", "--select_on", "val",
+                  "--n_val", "5", "--lr_img", "3")
+    run = root / "pixel_ipc1_ConvNetW32_s0"
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and all("val_acc_mean" in r for r in rows)
+    chosen = max(rows, key=lambda r: (r["val_acc_mean"], -r["iteration"]))  # the first best on the held-out ones
+    meta = load_checkpoint(str(run / "synset_best.pt"))["meta"]
+    assert (meta["selected_on"], meta["iteration"]) == ("val", chosen["iteration"])
+    assert meta["acc"] == chosen["acc_mean"] and meta["selection_acc"] == chosen["val_acc_mean"]
+    log = (run / "log.txt").read_text()
+    assert "model selection on 50 held-out train instances (5 per class)" in log
+    assert "selected on the held-out train instances" in log
+    config = json.loads((run / "config.json").read_text())
+    assert config["select_on"] == "val" and config["n_val"] == 5

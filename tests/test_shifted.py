@@ -1,4 +1,5 @@
-"""Shifted test sets (CIFAR-10-C, CIFAR-10.1 layouts, written here with tiny files) and eval.py --test_set."""
+"""Shifted test sets (CIFAR-10-C, CIFAR-10.1 and ImageNet-C layouts, written here with tiny files) and eval.py
+--test_set."""
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from common.data import get_dataset
+from common.data import IMAGENET_SUBSETS, get_dataset
 from common.data.shifted import load_shifted
 from common.errors import DatasetNotFoundError, UnknownChoiceError, UserError
 from common.eval_main import main as eval_main
-from test_data import make_cifar10
+from test_data import make_cifar10, make_imagenet
 
 EVAL = ["--random_real", "--dataset", "CIFAR10", "--model", "ConvNetW32", "--num_eval", "1", "--epoch_eval_train",
         "2", "--no-progress", "--device", "cpu"]
@@ -86,3 +87,24 @@ def test_bad_shifted_sets_are_one_line_errors(cifar, tmp_path):
     np.save(cifar / "CIFAR-10-C" / "fog.npy", np.zeros((50, 32, 32, 3), dtype=np.float32))
     with pytest.raises(UserError, match="expected uint8 images"):
         load_shifted("CIFAR10-C", real, str(cifar), corruptions=["fog"])
+
+
+def test_imagenet_c_reads_the_subsets_classes_prepared_as_the_clean_val_images(tmp_path):
+    """ImageNet-C's folders hold, here, copies of the clean val images (and, at severity 3, other images):
+    prepared they equal the clean test set; classes outside the subset are not read."""
+    make_imagenet("imagenette", res=16)(tmp_path)
+    real = get_dataset("ImageNet", str(tmp_path), subset="imagenette", res=16)
+    for wnid in IMAGENET_SUBSETS["imagenette"]:
+        for sev in (3, 5):
+            target = tmp_path / "ImageNet-C" / "fog" / str(sev) / wnid
+            target.mkdir(parents=True)
+            src = tmp_path / "val" / wnid / f"val_{wnid}.JPEG"
+            data = src.read_bytes() if sev == 5 else (tmp_path / "train" / wnid / f"{wnid}_1.JPEG").read_bytes()
+            (target / src.name).write_bytes(data)
+    (tmp_path / "ImageNet-C" / "fog" / "5" / "n99999999").mkdir()  # another class: ignored
+    x, y = load_shifted("ImageNet-C", real, str(tmp_path), 5, ["fog"], subset="imagenette")["fog"]
+    assert torch.equal(x, real.images_test) and torch.equal(y, real.labels_test)
+    x3, _ = load_shifted("ImageNet-C", real, str(tmp_path), 3, ["fog"], subset="imagenette")["fog"]
+    assert not torch.equal(x3, real.images_test)
+    with pytest.raises(DatasetNotFoundError, match="no images of corruption snow, severity 5"):
+        load_shifted("ImageNet-C", real, str(tmp_path), 5, ["snow"], subset="imagenette")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DatasetNotFoundError
+from ..errors import DatasetNotFoundError, UserError
 
 DEFAULT_DATA_PATH = "data"
 NO_DOWNLOAD_ENV = "DD_NO_DOWNLOAD"  # set to 1 to never try a torchvision download
@@ -112,6 +112,24 @@ class RealData:
             labels_test=self.labels_test[test_idx.to(self.labels_test.device)],
             indices_class=_indices_by_class(labels_train.cpu(), self.num_classes),
         )
+
+    def hold_out(self, n_per_class: int, seed: int) -> tuple["RealData", tuple[Tensor, Tensor]]:
+        """(a copy without them, (images, labels)): ``n_per_class`` random train instances of every class held out,
+        drawn from ``seed``; the copy keeps the rest in their order."""
+        g = torch.Generator().manual_seed(seed)
+        picks = [idx[torch.randperm(len(idx), generator=g)[:n_per_class]] for idx in self.indices_class]
+        if any(len(p) == len(idx) for p, idx in zip(picks, self.indices_class)):
+            raise UserError(f"--n_val {n_per_class} would hold out every train instance of a class; use fewer")
+        held = torch.cat(picks).sort().values
+        keep = torch.ones(len(self.labels_train), dtype=torch.bool)
+        keep[held] = False
+        kept = torch.nonzero(keep).flatten()
+        labels_train = self.labels_train[kept.to(self.labels_train.device)]
+        rest = dataclasses.replace(self, images_train=take_rows(self.images_train, kept), labels_train=labels_train,
+                                   indices_class=_indices_by_class(labels_train.cpu(), self.num_classes))
+        x_val = self.images_train[held.to(self.images_train.device)] if isinstance(self.images_train, Tensor) \
+            else self.images_train[held]
+        return rest, (x_val, self.labels_train[held.to(self.labels_train.device)])
 
     def to(self, device) -> "RealData":
         """A copy with images and labels on `device` (indices_class stays on the CPU)."""

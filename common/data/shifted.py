@@ -9,6 +9,8 @@ are tested on them as on the clean one.
   ``cifar10.1_v6_labels.npy``.
 - ``FashionMNIST-C``: the same layout as CIFAR-10-C under ``<data_path>/FashionMNIST-C/`` (arrays (5 n, 28, 28) or
   (5 n, 28, 28, 1)).
+- ``ImageNet-C`` (Hendrycks & Dietterich): ``<data_path>/ImageNet-C/<corruption>/<severity>/<wnid>/*.JPEG``, the
+  validation images of the ImageNet subset's classes, centre-cropped and resized to ``--res`` as the clean ones.
 
 FreD's robustness script normalises corrupted images with mean = std = 0.5 whatever the training used; here they
 are normalised as the run's clean test set, so a shift in accuracy is the corruption's alone.
@@ -25,7 +27,7 @@ from torch import Tensor
 
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from .base import DEFAULT_DATA_PATH, RealData, _normalise
-from .images import _unit_pixels
+from .images import IMAGENET_SUBSETS, _image_files, _read_images, _unit_pixels
 
 CORRUPTIONS = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
                "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
@@ -38,17 +40,23 @@ SEVERITIES = (1, 2, 3, 4, 5)
 class ShiftedSpec:
     dataset: str  # the clean dataset whose classes it has
     folder: str  # under data_path
-    corrupted: bool  # the -C layout (corruptions x severities); else one (data, labels) pair
+    layout: str  # "npy-c": corruptions x severities in .npy files; "folders-c": image folders; "pair": one set
     hint: str
+
+    @property
+    def corrupted(self) -> bool:
+        return self.layout != "pair"
 
 
 TEST_SETS: dict[str, ShiftedSpec] = {
-    "CIFAR10-C": ShiftedSpec("CIFAR10", "CIFAR-10-C", True, "extract CIFAR-10-C.tar (zenodo.org/record/2535967) "
+    "CIFAR10-C": ShiftedSpec("CIFAR10", "CIFAR-10-C", "npy-c", "extract CIFAR-10-C.tar (zenodo.org/record/2535967) "
                              "into {data}/"),
-    "CIFAR10.1": ShiftedSpec("CIFAR10", "CIFAR-10.1", False, "put cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy "
+    "CIFAR10.1": ShiftedSpec("CIFAR10", "CIFAR-10.1", "pair", "put cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy "
                              "(github.com/modestyachts/CIFAR-10.1, datasets/) into {root}/"),
-    "FashionMNIST-C": ShiftedSpec("FashionMNIST", "FashionMNIST-C", True, "write it in the CIFAR-10-C layout into "
+    "FashionMNIST-C": ShiftedSpec("FashionMNIST", "FashionMNIST-C", "npy-c", "write it in the CIFAR-10-C layout into "
                                   "{root}/"),
+    "ImageNet-C": ShiftedSpec("ImageNet", "ImageNet-C", "folders-c", "extract ImageNet-C's tars "
+                              "(zenodo.org/record/2235448) into {root}/ (<corruption>/<severity>/<wnid>/*.JPEG)"),
 }
 
 
@@ -90,10 +98,32 @@ def check_corruptions(names: Optional[Sequence[str]]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _imagenet_c(root: Path, corruption: str, severity: int, subset: Optional[str], real: RealData, hint: str
+                ) -> tuple[Tensor, Tensor]:
+    """One corruption of ImageNet-C for the subset's classes (label = position in the subset's list)."""
+    if subset not in IMAGENET_SUBSETS:
+        raise choice_error("subset", subset, list(IMAGENET_SUBSETS))
+    files, labels, missing = [], [], []
+    for label, wnid in enumerate(IMAGENET_SUBSETS[subset]):
+        found = _image_files(root / corruption / str(severity) / wnid)
+        if not found:
+            missing.append(wnid)
+        files += found
+        labels += [label] * len(found)
+    if missing:
+        raise DatasetNotFoundError(f"ImageNet-C: no images of corruption {corruption}, severity {severity} for "
+                                   f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''} in "
+                                   f"{root / corruption / str(severity)}. To get it: {hint}")
+    x, y = _read_images(files, labels, tuple(real.im_size))
+    return prepare(x, real), y
+
+
 def load_shifted(name: str, real: RealData, data_path: Optional[str] = None, severity: int = 5,
-                 corruptions: Optional[Sequence[str]] = None) -> dict[str, tuple[Tensor, Tensor]]:
+                 corruptions: Optional[Sequence[str]] = None, subset: Optional[str] = None
+                 ) -> dict[str, tuple[Tensor, Tensor]]:
     """{test name: (images, labels)} of shifted test set ``name`` for a run on ``real`` (its classes, size and
-    transform): one entry per corruption at ``severity`` for the -C sets, one for CIFAR-10.1."""
+    transform; ``subset``: the ImageNet subset): one entry per corruption at ``severity`` for the -C sets, one for
+    CIFAR-10.1."""
     if name not in TEST_SETS:
         raise choice_error("test_set", name, ["clean", *TEST_SETS])
     spec = TEST_SETS[name]
@@ -104,7 +134,11 @@ def load_shifted(name: str, real: RealData, data_path: Optional[str] = None, sev
     data = Path(data_path or DEFAULT_DATA_PATH)
     root = data / spec.folder
     hint = spec.hint.format(data=data, root=root)
-    if not spec.corrupted:
+    if spec.layout == "folders-c":
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"{name} not found: looked for {root}. To get it: {hint}")
+        return {c: _imagenet_c(root, c, severity, subset, real, hint) for c in check_corruptions(corruptions)}
+    if spec.layout == "pair":
         files = [root / "cifar10.1_v6_data.npy", root / "cifar10.1_v6_labels.npy"]
         if not all(f.is_file() for f in files):
             raise DatasetNotFoundError(f"{name} not found: looked for {files[0].name} and {files[1].name} in {root}. "
