@@ -32,9 +32,11 @@ FROM_CHECKPOINT = ("dataset", "subset", "data_path", "zca", "model")
 
 def add_eval_only_args(p) -> None:
     g = p.add_argument_group("eval.py")
-    g.add_argument("--ckpt", help="synset_best.pt (or checkpoint.pt) of a run, or a set released by other code: MTT/DATM "
-                                  "images_best.pt (labels_best.pt beside it), FreD res_*.pt, an official DDiF set")
-    g.add_argument("--format", choices=released.FORMATS, default="auto", help="the --ckpt file's format (auto: detected)")
+    g.add_argument("--ckpt", help="synset_best.pt (or checkpoint.pt) of a run, or a set released by other code: "
+                                  "MTT/DATM images_best.pt (labels_best.pt beside it), FreD res_*.pt, an official DDiF "
+                                  "set")
+    g.add_argument("--format", choices=released.FORMATS, default="auto",
+                   help="the --ckpt file's format (auto: detected)")
     g.add_argument("--w0_initial", type=float, default=None,
                    help="official DDiF sets: the first sine layer's frequency (None: hyper_params.py's DDIF_ARCH)")
     g.add_argument("--w0", type=float, default=None, help="official DDiF sets: the other sine layers' frequency")
@@ -161,7 +163,7 @@ def main(argv=None) -> dict:
     images, how = domain.transform_for_eval(images, args, args.seed)
     what += how
     if args.export_dir and dist.is_main():
-        domain.export(images, labels, real, args.export_dir)
+        domain.export(images, labels if labels.dim() == 1 else labels.argmax(1), real, args.export_dir)  # soft: top
         print(f"exported {len(images)} {domain.noun} to {args.export_dir}")
     results = {}
     if not args.no_eval:

@@ -75,7 +75,8 @@ class Released:
             what = f"{len(self.images)} instances of {tuple(self.images.shape[1:])}"
             kind = "soft labels" if self.labels.dim() == 2 else "int labels"
         return (f"{path}: {self.format} format, {what}, {self.per_class()} per class, {kind}"
-                + (f", saved evaluation lr {self.lr:g}" if self.lr is not None else "") + (f"; {self.note}" if self.note else ""))
+                + (f", saved evaluation lr {self.lr:g}" if self.lr is not None else "")
+                + (f"; {self.note}" if self.note else ""))
 
 
 def safe_load(path: str, what: str):

@@ -62,8 +62,9 @@ def test_datm_soft_labels_are_the_softmax_of_its_logits_and_train_with_its_loss(
     out = torch.randn(len(x), 10)
     datm = (-F.log_softmax(out, 1) * F.softmax(logits.detach(), 1)).sum() / len(x)
     assert torch.allclose(F.cross_entropy(out, found.labels), datm)
-    res = eval_main(["--ckpt", str(tmp_path / "images_best.pt"), *EVAL])
+    res = eval_main(["--ckpt", str(tmp_path / "images_best.pt"), "--export_dir", str(tmp_path / "out"), *EVAL])
     assert 0 < res["ConvNetW32"][0] <= 1
+    assert len(list((tmp_path / "out").rglob("*.png"))) == len(x)  # exported under each soft label's top class
 
 
 def _siren_state(g, dim_in=2, width=6, layers=2, dim_out=1):
