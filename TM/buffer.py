@@ -25,7 +25,7 @@ from common.distill import load_real
 from common.domains import domain_of
 from common.errors import UserError, choice_error
 from common.experts import (RECIPE_KEYS, ParamLayout, file_name, import_buffers, numbered_files,
-                            original_trajectories, read_expert_file, save_expert_file, train_expert)
+                            original_epochs, read_expert_file, save_expert_file, train_expert)
 from common.networks import get_network, list_networks
 from common.paths import expert_dir
 from common.utils import derive_seed
@@ -107,7 +107,7 @@ def import_into(args, folder: str, header: dict, layout: ParamLayout) -> str:
     if not found:
         raise UserError(f"--import {args.import_dir} holds no replay_buffer_<n>.pt files")
     # the recipe the files do not record comes from the flags; the epochs from the first file
-    header = dict(header, train_epochs=len(original_trajectories(found[0][1], layout)[0]) - 1)
+    header = dict(header, train_epochs=original_epochs(found[0][1]))
     existing_experts(folder, header, domain_of(args.dataset).recipe(args))  # a folder of another recipe is refused
     n = import_buffers(args.import_dir, folder, header, layout, args.progress)
     print(f"{n} file(s) of {args.import_dir} imported into {folder}" + ("" if n else " (all were there already)"))

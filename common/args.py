@@ -19,7 +19,7 @@ from .augment import DEFAULT_STRATEGY
 from .domains import DATASETS, DOMAINS, Domain, all_options, domain_of
 from .errors import UserError, choice_error
 from .networks import EVAL_MODES, get_eval_pool, list_networks
-from .objectives import OBJECTIVES, objective_class
+from .objectives import objective_class
 from .synsets import SYNSETS
 from .utils import DEVICES
 
@@ -156,10 +156,6 @@ class FrozenArgs(argparse.Namespace):
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
 
-def native_res(dataset: str) -> int:
-    return domain_of(dataset).native_res(dataset)
-
-
 def resolve_data(values: dict) -> Domain:
     """The data flags of ``values`` resolved in place: the dataset's domain fills its options (the dataset's
     defaults), another domain's options are refused when given and dropped, ``res`` None takes the native
@@ -252,5 +248,4 @@ def synset_config(args, channel: int, num_classes: int, im_size) -> dict:
     return SYNSETS[args.synset].config_from(args, channel, num_classes, im_size)
 
 
-__all__ = ["Bool", "FrozenArgs", "build_parser", "resolve_args", "resolve_data", "fill_from_table", "native_res",
-           "synset_config", "OBJECTIVES"]
+__all__ = ["Bool", "FrozenArgs", "build_parser", "resolve_args", "resolve_data", "fill_from_table", "synset_config"]

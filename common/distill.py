@@ -23,9 +23,9 @@ from .args import build_parser, resolve_args, synset_config
 from .augment import DSA
 from .atomic import torch_save, write_text
 from .data import RealData, transform_mismatch
-from .domains import DOMAINS, domain_of
+from .domains import DOMAINS, Domain, domain_of
 from .errors import CheckpointError, NonFiniteError, UserError
-from .evaluate import EvalConfig, evaluate_on, evaluate_pool, summarize
+from .evaluate import EvalConfig, evaluate_on, summarize
 from .networks import get_eval_pool, get_network
 from .objective import Objective
 from .objectives import objective_class
@@ -54,7 +54,7 @@ class Context:
     dsa: Optional[DSA]
     eval_cfg: EvalConfig
     eval_pool: list
-    domain: object = None
+    domain: Optional[Domain] = None
     val: Optional[tuple] = None  # --select_on val: the held-out (images, labels) that pick the best set
     extras: dict = field(default_factory=dict)
 
@@ -252,12 +252,10 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
     t = time.time()
     # the objective sets the evaluation lr (TM: the learned step size)
     cfg = dataclasses.replace(ctx.eval_cfg, lr=objective.eval_lr(ctx.eval_cfg.lr))
-    if ctx.val is None:
-        results, val = evaluate_pool(ctx.eval_pool, images, labels, ctx.real, cfg, tag=it), {}
-    else:  # the same networks tested on the held-out instances too
-        both = {m: evaluate_on(m, images, labels, ctx.real, cfg, it, {"val": ctx.val}) for m in ctx.eval_pool}
-        results = {m: summarize(accs["clean"]) for m, accs in both.items()}
-        val = {m: summarize(accs["val"]) for m, accs in both.items()}
+    tests = {} if ctx.val is None else {"val": ctx.val}  # --select_on val: the same networks on the held-out ones
+    accs = {m: evaluate_on(m, images, labels, ctx.real, cfg, it, tests) for m in ctx.eval_pool}
+    results = {m: summarize(a["clean"]) for m, a in accs.items()}
+    val = {m: summarize(a["val"]) for m, a in accs.items()} if tests else {}
     extra = objective.metrics()
     for model, (mean, std) in results.items():
         on_val = dict(val_acc_mean=val[model][0], val_acc_std=val[model][1]) if val else {}

@@ -20,7 +20,7 @@ from .data import transform_mismatch
 from .data.shifted import CORRUPTIONS, EXTRA_CORRUPTIONS, TEST_SETS, load_shifted
 from . import released
 from .distill import load_real
-from .domains import DOMAINS, Domain
+from .domains import DOMAINS, Domain, all_options
 from .errors import UserError
 from .evaluate import EvalConfig, evaluate_on, evaluate_pool, random_real, summarize
 from .networks import get_eval_pool
@@ -84,7 +84,7 @@ def resolve_eval_args(a, meta: dict, log: Callable[[str], None] = lambda m: None
     hyper_params.py row of the objective that made the set (the run's own evaluation protocol)."""
     values = dict(vars(a))
     values["resized"] = bool(a.res) or any(values.get(o) for d in DOMAINS.values() for o in d.size_options)
-    for k in (*FROM_CHECKPOINT, "res", *(opt.name for d in DOMAINS.values() for opt in d.options)):
+    for k in (*FROM_CHECKPOINT, "res", *all_options()):
         if values.get(k) is None:
             values[k] = meta.get(k)
     if not values["dataset"]:
@@ -96,7 +96,7 @@ def resolve_eval_args(a, meta: dict, log: Callable[[str], None] = lambda m: None
     values["objective"] = values["objective"] or meta.get("objective") or "DM"
     if values["lr_net"] is None:
         values["lr_net"] = meta.get("lr_net")  # the lr the run evaluated with (TM: its learned step size)
-    fill_from_table(values, values["objective"], domain, ("num_eval", "epoch_eval_train", "lr_net", "dsa"), log)
+    fill_from_table(values, values["objective"], domain, hyper_params.EVAL_KEYS, log)
     return FrozenArgs(**values).freeze(), domain
 
 

@@ -34,6 +34,7 @@ from .domains import domain_of
 from .errors import CheckpointError, UserError
 from .evaluate import test_accuracy, train_epoch
 from .networks import get_network
+from .synsets.base import read_torch_file
 from .utils import derive_seed
 
 FORMAT_VERSION = 1
@@ -110,12 +111,9 @@ def numbered_files(folder: str) -> list[tuple[int, str]]:
 def read_expert_file(path: str, mmap: bool = False) -> dict:
     """One expert file (``mmap``: tensors are mapped, not read, until used); one-line errors when unreadable."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as e:  # zip/pickle errors come in many types
-        msg = str(e).splitlines()[0] if str(e) else ""
-        raise CheckpointError(f"cannot read expert file {path} (corrupted or not written by TM/buffer.py): "
-                              f"{type(e).__name__}: {msg}; delete it and run TM/scripts/run_buffer.sh again"
-                              ) from None
+        obj = read_torch_file(path, "expert file", mmap)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; delete it and run TM/scripts/run_buffer.sh again") from None
     if not isinstance(obj, dict) or obj.get("format") != FORMAT_VERSION or "trajectories" not in obj:
         raise CheckpointError(f"{path} is not an expert file of this code (format {FORMAT_VERSION}); convert the "
                               f"original MTT/DDiF/FreD buffers of its folder with TM/buffer.py --import DIR (with "
@@ -254,22 +252,27 @@ def load_experts(folder: str, args, load_all: bool = False, max_files: int = 0, 
 
 # ---- importing the original code's buffers -----------------------------------------------------------------
 
+def _original_buffer(path: str) -> list:
+    """An MTT-style buffer file's list of trajectories, memory-mapped, its outer structure checked."""
+    obj = read_torch_file(path, "buffer file", mmap=True)
+    if not isinstance(obj, list) or not obj or not all(isinstance(t, list) and t for t in obj):
+        raise CheckpointError(f"{path} is not an original replay buffer (a list of trajectories, each a list of "
+                              f"snapshots)")
+    return obj
+
+
+def original_epochs(path: str) -> int:
+    """The epochs of an MTT-style buffer file's first trajectory, without reading its tensors."""
+    return len(_original_buffer(path)[0]) - 1
+
+
 def original_trajectories(path: str, layout: ParamLayout) -> list[Tensor]:
     """The trajectories of an MTT-style ``replay_buffer_{n}.pt`` (DDiF's and FreD's copies write the same): a list
     of trajectories, each a list of snapshots (initialisation, then one per epoch), each a list of parameter
     tensors in ``parameters()`` order; as (snapshots, num_params) float32 tensors. One-line errors when the file
     is not one or a snapshot does not fit ``layout`` (naming the first mismatch)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # zip/pickle errors come in many types
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise CheckpointError(f"cannot read buffer file {path} (truncated, or holds more than tensors and lists): "
-                              f"{type(e).__name__}: {msg[:200]}") from None
-    if not isinstance(obj, list) or not obj or not all(isinstance(t, list) and t for t in obj):
-        raise CheckpointError(f"{path} is not an original replay buffer (a list of trajectories, each a list of "
-                              f"snapshots)")
     out = []
-    for k, traj in enumerate(obj):
+    for k, traj in enumerate(_original_buffer(path)):
         for e, snap in enumerate(traj):
             if not isinstance(snap, (list, tuple)) or len(snap) != len(layout.shapes):
                 n = len(snap) if isinstance(snap, (list, tuple)) else type(snap).__name__

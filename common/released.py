@@ -31,6 +31,7 @@ from torch import Tensor
 from .distill import checkpoint_meta
 from .errors import CheckpointError, UserError
 from .synsets import DDiF, SynSet, synset_from_payload
+from .synsets.base import read_torch_file
 from .synsets.ddif import params_per_field
 
 FORMATS = ("auto", "native", "mtt", "fred", "ddif")
@@ -79,22 +80,6 @@ class Released:
                 + (f"; {self.note}" if self.note else ""))
 
 
-def safe_load(path: str, what: str):
-    """torch.load(weights_only=True) on the CPU, with one-line errors (missing, truncated, needs unpickling)."""
-    if not os.path.isfile(path):
-        raise CheckpointError(f"{what} {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # pickle/zip errors come in many types
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
-            raise CheckpointError(f"cannot read {what} {path}: it holds Python objects other than tensors, lists and "
-                                  f"dicts, and unpickling them could run arbitrary code (load it yourself if you trust "
-                                  f"it, and save its tensors with torch.save)") from None
-        raise CheckpointError(f"cannot read {what} {path} (truncated or not a torch file): {type(e).__name__}: "
-                              f"{msg[:200]}") from None
-
-
 def detect(path: str, obj) -> str:
     """The format of the object loaded from ``path``."""
     if isinstance(obj, Tensor):
@@ -115,7 +100,7 @@ def load(path: str, fmt: str = "auto", w0_initial: Optional[float] = None, w0: O
     format's frequencies (required for it)."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
-    obj = safe_load(path, "checkpoint")
+    obj = read_torch_file(path, "checkpoint")
     found = detect(path, obj)
     if fmt != "auto" and fmt != found:
         raise CheckpointError(f"{path} holds the {found} format, not {fmt} (leave out --format, or give the right "
@@ -164,9 +149,9 @@ def _mtt(path: str, images) -> Released:
     if label_path == path or not os.path.isfile(label_path):
         raise CheckpointError(f"{path}: the labels file {label_path} beside it is missing (MTT saves "
                               f"images_best.pt and labels_best.pt together)")
-    labels = _labels(safe_load(label_path, "labels file"), len(images), label_path)
+    labels = _labels(read_torch_file(label_path, "labels file"), len(images), label_path)
     lr_path = os.path.join(folder, name.replace("images", "lr", 1))  # DATM saves its learned lr (lr_best.pt)
-    lr = float(safe_load(lr_path, "lr file")) if lr_path != path and os.path.isfile(lr_path) else None
+    lr = float(read_torch_file(lr_path, "lr file")) if lr_path != path and os.path.isfile(lr_path) else None
     return Released("mtt", images=images, labels=labels, lr=lr,
                     note="instances taken to be in the run's input space (mean/std-normalised; --zca if the run "
                          "whitened)" + ("" if lr is not None else "; no learned lr saved (--lr_net)"))

@@ -3,22 +3,18 @@
 A "domain line" is a line of code (not a docstring or comment) of the generic modules -- common/ outside
 common/data/, common/domains/ and networks.py, and the entry folders DC/, DM/, TM/ (demos excepted) -- that names
 a domain ("image", "video", ...), a dataset, a network, or a domain's own loader option (--frames, --solid, ...),
-or calls is_video / is_voxel. ``python tests/test_layering.py`` lists them.
+or calls is_video / is_voxel. ``python tests/test_layering.py`` (inside the project's environment) lists them.
 """
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
+from common.data import DATASETS
+from common.domains import DOMAINS
+from common.networks import list_networks
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from common.data import DATASETS  # noqa: E402
-from common.domains import DOMAINS  # noqa: E402
-from common.networks import list_networks  # noqa: E402
-
 LIMIT = 5  # issue 18's target
 GENERIC = [*(ROOT / "common").glob("*.py"), *(ROOT / "common" / "synsets").glob("*.py"),
            *(ROOT / "DC").glob("*.py"), *(ROOT / "DM").glob("*.py"), *(ROOT / "TM").glob("*.py")]

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, video
-from .base import Domain, Option, class_rows, to_display
+from .base import Domain, Option, _get, class_rows, to_display
 
 
 class VideoDomain(Domain):
@@ -45,9 +45,8 @@ class VideoDomain(Domain):
         return {"frames": spec.frames, "frame_gap": spec.gap}[option]
 
     def instance_size(self, values) -> tuple[int, ...]:
-        o = self.option_values(values)
-        res = values["res"] if isinstance(values, dict) else values.res
-        return (o["frames"], res, res)
+        res = _get(values, "res")
+        return (_get(values, "frames"), res, res)
 
     def recipe(self, values) -> dict:
         """How the clips were sampled (their length is in the instance size)."""
@@ -60,8 +59,7 @@ class VideoDomain(Domain):
     def tag(self, values) -> str:
         """``_f{frames}_g{gap}`` for clips sampled otherwise than the dataset's default."""
         o = self.option_values(values)
-        dataset = values["dataset"] if isinstance(values, dict) else values.dataset
-        spec = video.VIDEO_SPECS[dataset]
+        spec = video.VIDEO_SPECS[_get(values, "dataset")]
         if (o["frames"], o["frame_gap"]) == (spec.frames, spec.gap):
             return ""
         return f"_f{o['frames']}_g{o['frame_gap']}"

@@ -156,15 +156,26 @@ def config_diff(saved: dict, current: dict) -> str:
                      for k in keys if saved.get(k) != current.get(k))
 
 
-def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
-    """torch.load(weights_only=True) with a one-line error for missing or corrupted files."""
+def read_torch_file(path: str, what: str = "checkpoint", mmap: bool = False):
+    """torch.load(weights_only=True) onto the CPU (``mmap``: tensors mapped, not read, until used), with one-line
+    errors for a missing, truncated or corrupted file and for one that needs arbitrary unpickling."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # pickle/zip errors come in many types
-        raise CheckpointError(f"cannot read {what} {path} (corrupted or not a checkpoint): "
-                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(f"cannot read {what} {path}: it holds Python objects other than tensors, lists and "
+                                  f"dicts, and unpickling them could run arbitrary code (load it yourself if you trust "
+                                  f"it, and save its tensors with torch.save)") from None
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise CheckpointError(f"cannot read {what} {path} (truncated, corrupted or not a torch file): "
+                              f"{type(e).__name__}: {msg[:200]}") from None
+
+
+def load_checkpoint(path: str, what: str = "checkpoint") -> dict:
+    """A checkpoint of this code: :func:`read_torch_file`, and a dict."""
+    obj = read_torch_file(path, what)
     if not isinstance(obj, dict):
         raise CheckpointError(f"{what} {path} does not hold a dict (not written by this code)")
     return obj
