@@ -237,7 +237,7 @@ def run_distillation(args, objective_cls: type[Objective]) -> dict:
     record.log(f"done: best {args.model} accuracy {100 * best['acc']:.2f}% at iteration {best['iteration']} (the set "
                f"selected on the {'held-out train instances' if args.select_on == 'val' else 'test accuracy'})")
     if wandb is not None:
-        wandb.finish()
+        _close_wandb(wandb)
     dist.barrier()  # rank 0's files are complete when the run returns on any rank
     return last
 
@@ -296,10 +296,18 @@ def check_identity(saved: dict, args, path: str) -> None:
         raise CheckpointError(f"resume checkpoint {path} was written by another experiment: {'; '.join(diff)}")
 
 
+def _close_wandb(run) -> None:
+    """Finish the run and wait for wandb's service to exit: it may still be writing the offline .wandb file after
+    finish() returns (a CI run once read a header-only file), and the run's files are complete when the run returns."""
+    import wandb  # optional dependency, imported where --wandb is used
+    run.finish()
+    wandb.teardown()
+
+
 def _wandb(args, record: RunRecord):
     """A wandb run in the run folder (mode --wandb_mode; offline by default), resumed along with the run."""
     try:
-        import wandb
+        import wandb  # optional dependency, imported where --wandb is used
     except ImportError:
         raise UserError("--wandb needs the wandb package: pip install -r requirements.txt") from None
     id_file = record.path("wandb_id.txt")  # a resumed run continues its wandb run; a new one starts its own
