@@ -8,7 +8,7 @@ are tested on them as on the clean one.
 - ``CIFAR10.1`` (Recht et al., v6): ``<data_path>/CIFAR-10.1/cifar10.1_v6_data.npy`` (2,000, 32, 32, 3) uint8 and
   ``cifar10.1_v6_labels.npy``.
 - ``FashionMNIST-C``: the same layout as CIFAR-10-C under ``<data_path>/FashionMNIST-C/`` (arrays (5 n, 28, 28) or
-  (5 n, 28, 28, 1)).
+  (5 n, 28, 28, 1)), the offline stand-in that :mod:`.fmnist_c` builds.
 - ``ImageNet-C`` (Hendrycks & Dietterich): ``<data_path>/ImageNet-C/<corruption>/<severity>/<wnid>/*.JPEG``, the
   validation images of the ImageNet subset's classes, centre-cropped and resized to ``--res`` as the clean ones.
 
@@ -53,8 +53,8 @@ TEST_SETS: dict[str, ShiftedSpec] = {
                              "into {data}/"),
     "CIFAR10.1": ShiftedSpec("CIFAR10", "CIFAR-10.1", "pair", "put cifar10.1_v6_data.npy and cifar10.1_v6_labels.npy "
                              "(github.com/modestyachts/CIFAR-10.1, datasets/) into {root}/"),
-    "FashionMNIST-C": ShiftedSpec("FashionMNIST", "FashionMNIST-C", "npy-c", "write it in the CIFAR-10-C layout into "
-                                  "{root}/"),
+    "FashionMNIST-C": ShiftedSpec("FashionMNIST", "FashionMNIST-C", "npy-c", "build it from Fashion-MNIST's test "
+                                  "set: python -m common.data.fmnist_c --out {data}"),
     "ImageNet-C": ShiftedSpec("ImageNet", "ImageNet-C", "folders-c", "extract ImageNet-C's tars "
                               "(zenodo.org/record/2235448) into {root}/ (<corruption>/<severity>/<wnid>/*.JPEG)"),
 }
