@@ -107,30 +107,47 @@ def _pixel_grid(n: int, h: int, w: int) -> torch.Tensor:
     return torch.stack([xs, ys], dim=-1).expand(n, h, w, 2)
 
 
-def _motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray) -> np.ndarray:
+def _motion_blur(x: np.ndarray, radius: float, sigma: float, angles: np.ndarray, chunk: int = 1000) -> np.ndarray:
     """Each image blurred along its own direction (degrees): the weighted mean of the image shifted by d pixels,
-    d = 0 .. 2 * radius, weights exp(-d^2 / (2 sigma^2)); borders clamped."""
+    d = 0 .. 2 * radius, weights exp(-d^2 / (2 sigma^2)) (those under 1e-6 of the largest left out); borders
+    clamped. In chunks of images, single precision."""
     n, h, w = x.shape
     d = np.arange(2 * math.ceil(radius) + 1, dtype=np.float64)
     weights = np.exp(-d ** 2 / (2 * sigma ** 2))
+    d, weights = d[weights > 1e-6], weights[weights > 1e-6]
     weights /= weights.sum()
-    theta = torch.from_numpy(np.deg2rad(angles)).view(n, 1, 1)
-    base = _pixel_grid(n, h, w)
-    out = np.zeros_like(x, dtype=np.float64)
-    for dist, weight in zip(d, weights):
-        shift = torch.stack([torch.cos(theta) * dist, torch.sin(theta) * dist], dim=-1).expand(n, h, w, 2)
-        out += weight * _sample(x, base - shift, "border")
+    out = np.empty(x.shape)
+    for s in range(0, n, chunk):
+        part = torch.from_numpy(x[s:s + chunk]).float().unsqueeze(1)
+        m = len(part)
+        theta = torch.from_numpy(np.deg2rad(angles[s:s + chunk])).float().view(m, 1, 1, 1)
+        step = torch.cat([torch.cos(theta) * 2 / (w - 1), torch.sin(theta) * 2 / (h - 1)], dim=-1)  # 1 px
+        base = _unit_grid(m, h, w)
+        acc = torch.zeros(m, 1, h, w)
+        for dist, weight in zip(d, weights):
+            acc += float(weight) * F.grid_sample(part, base - float(dist) * step, mode="bilinear",
+                                                 padding_mode="border", align_corners=True)
+        out[s:s + chunk] = acc[:, 0].double().numpy()
     return out
+
+
+def _unit_grid(n: int, h: int, w: int) -> torch.Tensor:
+    """(n, h, w, 2) float32: each pixel's (x, y) in grid_sample's [-1, 1] coordinates (corners at pixel centres)."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    return torch.stack([xs, ys], dim=-1).expand(n, h, w, 2)
 
 
 def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     """Zoom each image by ``factor`` about its centre and keep the centre (H, W): the centre ceil(H / factor)
-    square, linearly interpolated up, trimmed."""
+    square, linearly interpolated (corner pixels kept in place, as SciPy's order-1 zoom) up to round(ceil(H /
+    factor) * factor) pixels, trimmed."""
     h = x.shape[1]
     ch = int(math.ceil(h / factor))
     top = (h - ch) // 2
-    z = ndimage.zoom(x[:, top:top + ch, top:top + ch], (1, factor, factor), order=1)
-    trim = (z.shape[1] - h) // 2
+    side = int(round(ch * factor))
+    z = F.interpolate(torch.from_numpy(np.ascontiguousarray(x[:, top:top + ch, top:top + ch])).unsqueeze(1),
+                      size=(side, side), mode="bilinear", align_corners=True)[:, 0].numpy()
+    trim = (side - h) // 2
     return z[:, trim:trim + h, trim:trim + h]
 
 
