@@ -72,4 +72,10 @@ def render_table(head: str, rows: list[dict], accuracy: str = "accuracy (%)") ->
     for r in rows:
         lines.append(f"| {r['method']} | {r['per_class']} | {r['numbers']} | {100 * r['acc_mean']:.2f} +- "
                      f"{100 * r['acc_std']:.2f} | {r['seconds']:.0f} |")
+    lines += ["", SELECTION]
     return "\n".join(lines)
+
+
+# the demos evaluate each run once, at its last iteration (--eval_it 10**9 --no-eval_at_start)
+SELECTION = ("Model selection: none. Each distilled set is the one its run ends with, evaluated once; no set is "
+             "picked by its test accuracy (--select_on is not used).")

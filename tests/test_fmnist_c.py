@@ -78,6 +78,21 @@ def test_the_build_is_the_cifar10c_layout_and_the_real_reader_reads_it(tmp_path,
     torch.testing.assert_close(x, want)
 
 
+def test_n_test_keeps_the_same_test_images_under_the_corruption(tmp_path):
+    real = get_dataset("FashionMNIST")
+    small = real.restrict(n_test=50, seed=3)
+    fc.build(tmp_path / "whole", seed=0, corruptions=["contrast"], progress=False)  # the whole test set
+    x, y = load_shifted("FashionMNIST-C", small, str(tmp_path / "whole"), 2, ["contrast"])["contrast"]
+    full_x, full_y = load_shifted("FashionMNIST-C", real, str(tmp_path / "whole"), 2, ["contrast"])["contrast"]
+    assert torch.equal(y, small.labels_test) and torch.equal(x, full_x[small.test_rows])
+    assert torch.equal(small.restrict(n_test=10, seed=1).test_rows, small.test_rows[torch.randperm(
+        50, generator=torch.Generator().manual_seed(1))[:10].sort().values])  # restricting twice composes
+    fc.build(tmp_path / "part", seed=0, test_per_class=3, corruptions=["contrast"], progress=False)
+    with pytest.raises(UserError, match="--n_test keeps 50 of FashionMNIST's test images, but FashionMNIST-C is "
+                                        "not a copy of its whole test set in the same order \\(30 images"):
+        load_shifted("FashionMNIST-C", small, str(tmp_path / "part"), 2, ["contrast"])
+
+
 def test_bad_builds_are_one_line_errors_and_leave_nothing(tmp_path):
     with pytest.raises(UnknownChoiceError, match="frosting.*gaussian_noise"):
         fc.main(["--out", str(tmp_path), "--corruptions", "frosting", "--no-progress"])

@@ -75,6 +75,9 @@ class RealData:
     indices_class: list[Tensor] = field(repr=False)
     zca: object | None = field(default=None, repr=False)
     domain: str = "image"  # "image", "video" or "voxel": what the instances are (how they are shown and exported)
+    # after restrict(n_test=...): which rows of the dataset's whole test set images_test holds (None: all of them), so
+    # that a shifted copy of that test set (CIFAR-10-C, ...) can be restricted to the same images
+    test_rows: Optional[Tensor] = field(default=None, repr=False)
 
     @property
     def transform(self) -> str:
@@ -104,8 +107,10 @@ class RealData:
         if n_test is not None:
             test_idx = torch.randperm(len(test_idx), generator=g)[:n_test].sort().values
         labels_train = self.labels_train[train_idx.to(self.labels_train.device)]
+        rows = test_idx if self.test_rows is None else self.test_rows[test_idx]
         return dataclasses.replace(
             self,
+            test_rows=None if n_test is None and self.test_rows is None else rows,
             images_train=take_rows(self.images_train, train_idx),
             labels_train=labels_train,
             images_test=take_rows(self.images_test, test_idx),

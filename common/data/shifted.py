@@ -98,6 +98,19 @@ def check_corruptions(names: Optional[Sequence[str]]) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _same_rows(labels: Tensor, real: RealData, name: str) -> Optional[Tensor]:
+    """The rows of a shifted copy of the whole test set (``labels``, in the test set's order) that ``real``'s
+    test set keeps after ``--n_test`` (None: all of them), so the clean and shifted accuracies are of the same
+    images. A copy that is not the whole test set in its order cannot be matched: a one-line error."""
+    rows = real.test_rows
+    if rows is None:
+        return None
+    if len(labels) <= int(rows.max()) or not torch.equal(labels[rows], real.labels_test.cpu()):
+        raise UserError(f"--n_test keeps {len(rows)} of {real.name}'s test images, but {name} is not a copy of its "
+                        f"whole test set in the same order ({len(labels)} images per severity); drop --n_test")
+    return rows
+
+
 def _imagenet_c(root: Path, corruption: str, severity: int, subset: Optional[str], real: RealData, hint: str
                 ) -> tuple[Tensor, Tensor]:
     """One corruption of ImageNet-C for the subset's classes (label = position in the subset's list)."""
@@ -115,6 +128,9 @@ def _imagenet_c(root: Path, corruption: str, severity: int, subset: Optional[str
                                    f"{', '.join(missing[:3])}{'...' if len(missing) > 3 else ''} in "
                                    f"{root / corruption / str(severity)}. To get it: {hint}")
     x, y = _read_images(files, labels, tuple(real.im_size))
+    keep = _same_rows(y, real, f"ImageNet-C ({corruption})")
+    if keep is not None:
+        x, y = x[keep], y[keep]
     return prepare(x, real), y
 
 
@@ -154,8 +170,11 @@ def load_shifted(name: str, real: RealData, data_path: Optional[str] = None, sev
     n = len(labels) // len(SEVERITIES)
     if n == 0 or len(labels) != n * len(SEVERITIES):
         raise UserError(f"{labels_path}: {len(labels)} labels, not 5 severities of the same test set")
-    rows = slice((severity - 1) * n, severity * n)
+    rows = np.arange((severity - 1) * n, severity * n)
     y = torch.from_numpy(np.asarray(labels[rows]).astype(np.int64))
+    keep = _same_rows(y, real, name)
+    if keep is not None:  # --n_test: the clean test images kept, under the corruption
+        rows, y = rows[keep.numpy()], y[keep]
     out = {}
     for c in check_corruptions(corruptions):
         path = root / f"{c}.npy"
