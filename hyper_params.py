@@ -41,9 +41,14 @@ _VIDEO_OTHER = dict(num_eval=3, epoch_eval_train=500, dsa=False, lr_nf=1e-4, msz
 _VOXEL = {"DC": dict(Iteration=1000, eval_it=500, epoch_eval_train=300, dsa=False, lr_nf=1e-4),
           "DM": dict(Iteration=20000, eval_it=2000, epoch_eval_train=1000, dsa=False, lr_nf=1e-4),
           "TM": dict(epoch_eval_train=300, dsa=False, lr_nf=1e-4)}
+# Audio (log spectrograms 1 x 64 x 64, after IDC's speech experiments; in neither paper's code): no augmentation, as
+# IDC ("for speech data, I didn't use data augmentation"); ours: FreD keeps 512 of the 4,096 DCT coefficients per
+# instance (1/8, the share of FreD's ImageNet and 3D-MNIST rows): 8 instances per class per ipc
+_AUDIO = dict(dsa=False, msz_per_channel=512)
 DOMAIN_ROWS: dict[tuple, dict] = {
     ("DM", "video"): _VIDEO_DM, ("DC", "video"): _VIDEO_OTHER, ("TM", "video"): _VIDEO_OTHER,
     **{(o, "voxel"): dict(row, msz_fraction=MSZ_FRACTION_3D) for o, row in _VOXEL.items()},
+    **{(o, "audio"): _AUDIO for o in ("DC", "DM", "TM")},
 }
 # -- per (objective, dataset), at every resolution and ipc ------------------------------------------------------
 DATASET_ROWS: dict[tuple, dict] = {
@@ -82,6 +87,9 @@ _ARCH_ROWS = {
     # ours: the offline voxel set takes ModelNet's field (at 16^3: 4 fields per class at ipc 1)
     ("VoxelFashionMNIST", 32, 1): (3, 3, 20, 1, 30, 40), ("VoxelFashionMNIST", 16, 1): (3, 3, 20, 1, 30, 40),
     ("3DMNIST", 16, 1): (3, 3, 20, 1, 30, 40),
+    # ours: spectrograms 64 x 64, one channel; ImageNet's 3-layer width-20 field with one output (921 parameters: 4
+    # fields per class at ipc 1, 44 at ipc 10), w0 20 for the 64-sample side
+    **{(d, 64, ipc): (2, 3, 20, 1, 30, 20) for d in ("MiniSpeechCommands", "SpeechCommands") for ipc in (1, 10, 20)},
     # ours: SVHN is CIFAR-10-shaped
     ("SVHN", 32, 1): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 10): (2, 2, 6, 3, 30, 10), ("SVHN", 32, 50): (2, 2, 20, 3, 30, 10),
 }
@@ -161,8 +169,10 @@ def defaults(objective: str, dataset: str, res: int, ipc: int, needed=(), domain
     values.update(OBJECTIVE[objective])
     sources.append(f"OBJECTIVE[{objective!r}]")
     if (objective, domain) in DOMAIN_ROWS:
-        values.update(DOMAIN_ROWS[(objective, domain)])
-        values.pop("msz_per_channel", None)
+        row = DOMAIN_ROWS[(objective, domain)]
+        if "msz_fraction" in row:
+            values.pop("msz_per_channel", None)
+        values.update(row)
         sources.append(f"DOMAIN_ROWS{(objective, domain)}")
     if (objective, dataset) in DATASET_ROWS:
         values.update(DATASET_ROWS[(objective, dataset)])

@@ -42,6 +42,9 @@ def add_eval_only_args(p) -> None:
     g.add_argument("--w0", type=float, default=None, help="official DDiF sets: the other sine layers' frequency")
     g.add_argument("--random_real", action="store_true", help="evaluate ipc random real instances per class instead")
     g.add_argument("--ipc", type=int, default=1, help="with --random_real")
+    g.add_argument("--whole_real", action="store_true",
+                   help="train the networks on every real training instance instead (with --n_train_per_class: "
+                        "that many per class): the ceiling a distilled set is measured against")
     g.add_argument("--model", help="default: the checkpoint's distillation model, else the domain's")
     g.add_argument("--objective", choices=list(OBJECTIVES), default=None,
                    help="whose hyper_params.py row gives the evaluation protocol (default: the checkpoint's; DM)")
@@ -115,8 +118,8 @@ def check_decoded(images, labels, real, path: str, size_flags: str) -> None:
 
 def main(argv=None) -> dict:
     a = build_eval_parser().parse_args(argv)
-    if not a.ckpt and not a.random_real:
-        raise UserError("give --ckpt PATH (a synthetic-set checkpoint) or --random_real")
+    if sum(map(bool, (a.ckpt, a.random_real, a.whole_real))) != 1:
+        raise UserError("give one of --ckpt PATH (a synthetic-set checkpoint), --random_real or --whole_real")
     device = dist.setup(a.device)
     say = print if dist.is_main() else (lambda m: None)
     found = released.load(a.ckpt, a.format, *siren_frequencies(a)) if a.ckpt else None
@@ -139,7 +142,7 @@ def main(argv=None) -> dict:
         raise UserError(f"a {synset.name} set decodes only at its own size {tuple(synset.im_size)}; {size_flags} "
                         f"are for DDiF sets")
     with dist.main_first():  # rank 0 fills the clip / voxel caches, the others read them
-        real = load_real(args, test_only=not args.random_real)
+        real = load_real(args, test_only=not (args.random_real or args.whole_real))
     if found is not None and found.fields is not None:
         synset = found.synset_for(real.im_size)
     if synset is not None:
@@ -154,6 +157,9 @@ def main(argv=None) -> dict:
         images, labels = found.images, found.labels
         check_decoded(images, labels, real, a.ckpt, size_flags)
         what = f"{found.format} set ({found.per_class()} per class) from {a.ckpt}"
+    elif args.whole_real:
+        images, labels = real.images_train[:], real.labels_train
+        what = f"the whole training set ({len(labels)} instances)"
     else:
         images, labels = random_real(real, args.ipc, args.seed)
         what = f"random real, ipc {args.ipc}"

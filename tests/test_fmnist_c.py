@@ -12,7 +12,7 @@ from common.data.shifted import CORRUPTIONS, load_shifted
 from common.errors import UnknownChoiceError, UserError
 from common import evaluate
 from common.networks import get_network
-from helpers import needs_fmnist
+from tests.helpers import needs_fmnist
 
 pytestmark = needs_fmnist
 

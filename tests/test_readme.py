@@ -21,6 +21,7 @@ import pytest
 from common.args import build_parser, resolve_data
 from common.domains import domain_of
 from common.paths import run_dir
+from DM.demo import SYNSETS as DEMO_SYNSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -179,6 +180,8 @@ def test_checkpoint_paths_are_where_an_earlier_command_of_the_block_writes():
             entry, argv = _launched_argv(tokens)
             if re.search(r"main_(DM|DC|TM)\.py$", entry or ""):
                 runs.append(_run_folder(entry, argv))
+            if tokens[:2] == ["bash", "run_demo.sh"] or "DM.demo" in tokens:  # the demo's runs (its --out default)
+                runs += [f"runs/demo/DM/FashionMNIST/{s}" for s in DEMO_SYNSETS]
             ckpt = _last(argv, "--ckpt")
             if ckpt and ckpt.startswith("runs/"):
                 assert os.path.dirname(ckpt) in runs, f"{ckpt}: no command above it writes there (they write {runs})"

@@ -19,11 +19,12 @@ import pytest
 import torch
 from torch import nn
 
-from common.data import DATASETS, RealData, get_dataset, is_video, is_voxel
+from common.data import DATASETS, RealData, get_dataset
+from common.domains import domain_of
 from common.errors import CheckpointError
 from common.networks import Conv3DNet, ConvNet3D, get_network, list_networks
 from common.synsets import SYNSETS, build_synset, load_synset, synset_from_payload
-from tests import test_data, test_video_data, test_voxel_data
+from tests import test_audio, test_data, test_video_data, test_voxel_data
 from tests.helpers import network_kind
 from tests.test_synsets import fake_real
 
@@ -197,7 +198,8 @@ def test_synset_contract(name, domain, tmp_path):
 # make train image 0 a constant image
 LAYOUTS = {**{k: (name, make, test_data.CONST) for k, (name, make) in test_data.LAYOUTS.items()},
            **{k: (name, make, None) for k, (name, make) in test_video_data.LAYOUTS.items()},
-           **{k: (name, make, None) for k, (name, make) in test_voxel_data.LAYOUTS.items()}}
+           **{k: (name, make, None) for k, (name, make) in test_voxel_data.LAYOUTS.items()},
+           **{k: (name, make, None) for k, (name, make) in test_audio.LAYOUTS.items()}}
 
 
 def test_every_dataset_has_a_layout():
@@ -215,7 +217,7 @@ def test_dataset_loads(layout, tmp_path):
     d = get_dataset(name, str(tmp_path), **want["kwargs"])
 
     assert isinstance(d, RealData) and d.name == name
-    assert d.domain == ("video" if is_video(name) else "voxel" if is_voxel(name) else "image")
+    assert d.domain == domain_of(name).name
     assert (d.channel, d.im_size, d.num_classes) == (want["channel"], want["size"], want["num_classes"])
     assert len(d.class_names) == d.num_classes and len(d.mean) == len(d.std) == d.channel
     assert d.images_train.shape == (want["n_train"], d.channel, *d.im_size)

@@ -6,12 +6,13 @@ A new kind of data is one module here (a :class:`Domain` subclass and its loader
 from __future__ import annotations
 
 from ..errors import choice_error
+from .audio import AudioDomain
 from .base import Domain, Option, class_rows, to_display
 from .image import ImageDomain
 from .video import VideoDomain
 from .voxel import VoxelDomain
 
-DOMAINS: dict[str, Domain] = {d.name: d for d in (ImageDomain(), VideoDomain(), VoxelDomain())}
+DOMAINS: dict[str, Domain] = {d.name: d for d in (ImageDomain(), VideoDomain(), VoxelDomain(), AudioDomain())}
 DATASET_DOMAIN: dict[str, Domain] = {name: d for d in DOMAINS.values() for name in d.datasets}
 DATASETS: tuple[str, ...] = tuple(DATASET_DOMAIN)
 
