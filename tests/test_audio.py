@@ -2,7 +2,9 @@
 the spectrogram grid and the offline espeak-ng builder."""
 from __future__ import annotations
 
+import importlib
 import json
+import math
 import shutil
 
 import numpy as np
@@ -16,6 +18,7 @@ from common.data import espeak_commands as ec
 from common.domains import domain_of
 from common.domains.audio import save_spectrogram_grid
 from common.errors import DatasetNotFoundError, UserError
+from tests.helpers import TEST_DEVICE
 
 RATE = audio.SAMPLE_RATE
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
@@ -224,3 +227,84 @@ def test_a_missing_espeak_is_a_one_line_error(monkeypatch, tmp_path):
     with pytest.raises(UserError, match="espeak-ng not found: install it with 'apt-get install espeak-ng'"):
         ec.build(tmp_path, per_class=8, progress=False)
     assert not (tmp_path / ec.NAME).exists()
+
+
+# ---- end to end: every objective and parameterisation on a tiny spoken-commands set (tones, 7 train clips a word) ---
+
+AUDIO_SMALL = ["--dataset", "MiniSpeechCommands", "--model", "ConvNetD4", "--ipc", "1", "--num_eval", "1",
+               "--epoch_eval_train", "2", "--batch_real", "4", "--no-progress", "--device", TEST_DEVICE,
+               "--epochs_init", "30"]
+
+
+@pytest.fixture(scope="module")
+def tones_root(tmp_path_factory):
+    return write_mini(tmp_path_factory.mktemp("speech"))
+
+
+def audio_flags(tmp_path, root):
+    return ["--data_path", str(root), "--save_path", str(tmp_path / "runs"), "--init_cache", str(tmp_path / "cache")]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("objective,synset", [("DM", "ddif"), ("DM", "fred"), ("DC", "pixel"), ("DC", "ddif")])
+def test_dc_and_dm_on_spectrograms_write_every_run_file(objective, synset, tmp_path, tones_root):
+    main = importlib.import_module(f"Audio.main_{objective}").main
+    main(AUDIO_SMALL + audio_flags(tmp_path, tones_root) + ["--synset", synset, "--Iteration", "2", "--eval_it", "2"])
+    run = next((tmp_path / "runs" / objective).glob("MiniSpeechCommands*/*"))
+    for name in ("config.json", "metrics.jsonl", "synset_best.pt", "imgs/init_real.png", "imgs/syn_latest.png"):
+        assert (run / name).is_file(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["dsa"] is False and cfg["res"] == 64
+    per_class = {"ddif": 4096 // 921, "fred": 4096 // 512, "pixel": 1}[synset]  # hyper_params' audio rows
+    assert cfg["budget"]["per_class"] == per_class
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 2] and all(0 <= r["acc_mean"] <= 1 for r in rows)
+    assert (tmp_path / "cache" / "spectrograms").is_dir()  # the spectrograms are cached under --init_cache
+
+
+@pytest.mark.e2e
+def test_tm_runs_on_spectrogram_experts(tmp_path, tones_root):
+    from TM.buffer import main as buffer_main
+    from TM.main_TM import main as tm_main
+    buffer_main(["--dataset", "MiniSpeechCommands", "--model", "ConvNetD4", "--data_path", str(tones_root),
+                 "--device", TEST_DEVICE, "--no-progress", "--buffer_path", str(tmp_path / "buffers"),
+                 "--num_experts", "1", "--train_epochs", "3", "--cache", str(tmp_path / "cache")])
+    tm_main(AUDIO_SMALL + audio_flags(tmp_path, tones_root) +
+            ["--synset", "fred", "--Iteration", "2", "--eval_it", "2", "--no-eval_at_start", "--buffer_path",
+             str(tmp_path / "buffers"), "--syn_steps", "3", "--expert_epochs", "1", "--max_start_epoch", "2"])
+    run = next((tmp_path / "runs" / "TM").glob("MiniSpeechCommands*/*"))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["iteration"] == 2 and math.isfinite(rows[-1]["syn_lr"])
+
+
+@pytest.mark.e2e
+def test_a_ddif_set_decodes_finer_spectrograms_and_exports_sound(tmp_path, tones_root):
+    importlib.import_module("Audio.main_DM").main(AUDIO_SMALL + audio_flags(tmp_path, tones_root) +
+                                                  ["--synset", "ddif", "--Iteration", "1"])
+    ckpt = next((tmp_path / "runs").rglob("synset_best.pt"))
+    from common.eval_main import main as eval_main
+    res = eval_main(["--ckpt", str(ckpt), "--num_eval", "1", "--epoch_eval_train", "1", "--no-progress",
+                     "--device", TEST_DEVICE, "--res", "128", "--cache", str(tmp_path / "cache"),
+                     "--export_dir", str(tmp_path / "export")])
+    assert set(res) == {"ConvNetD4"}
+    wavs = sorted((tmp_path / "export").glob("*/*.wav"))
+    assert len(wavs) == 8 * 4 and wavs[0].parent.name == "000_yes"
+    assert len(sorted((tmp_path / "export").glob("*/*.png"))) == 8 * 4
+    rate, x = wavfile.read(wavs[0])
+    assert rate == RATE and x.shape == (RATE,)
+    assert np.asarray(Image.open(sorted((tmp_path / "export").glob("*/*.png"))[0])).shape == (128, 128, 3)
+    whole = eval_main(["--whole_real", "--dataset", "MiniSpeechCommands", "--data_path", str(tones_root),
+                       "--num_eval", "1", "--epoch_eval_train", "30", "--no-progress", "--device", TEST_DEVICE,
+                       "--cache", str(tmp_path / "cache")])
+    assert whole["ConvNetD4"][0] >= 0.5  # eight tones, 56 training clips: far above chance (1/8)
+
+
+@pytest.mark.e2e
+def test_the_audio_demo_runs_every_row(tmp_path, tones_root):
+    from Audio.demo import main
+    main(["--protocol", "smoke", "--data_path", str(tones_root), "--out", str(tmp_path / "demo"), "--device",
+          TEST_DEVICE])
+    rows = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert [r["method"] for r in rows] == ["ddif + DM", "fred + DM", "pixel + DM", "random real",
+                                           "whole training set"]
+    assert "Model selection: none." in (tmp_path / "demo" / "results.md").read_text()

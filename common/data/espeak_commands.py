@@ -6,8 +6,9 @@ Each clip is one of the eight words (yes, no, go, stop, left, right, up, down) s
 made of an English accent (``en-us``, ``en-gb``, Scottish, Lancastrian, RP, West Midlands, Caribbean, New York)
 and one of espeak-ng's voice variants (``m1``, ``f3``, ``klatt2``, ``Storm``...), at a random pitch (``-p`` 25..75),
 speed (``-s`` 130..210 words per minute) and amplitude; its leading and trailing silence is trimmed, it is resampled
-from espeak-ng's 22,050 Hz to 16 kHz, placed at a random onset in a 1 s clip (cut if longer), and a little
-background noise is added (white noise, random level from 0.001 to 0.01 of full scale, low-passed at random).
+from espeak-ng's 22,050 Hz to 16 kHz, faded in and out over 10 ms, placed at a random onset in a 1 s clip (cut if
+longer), and a little background noise is added (white noise, random level from 0.001 to 0.01 of full scale,
+low-passed at random).
 
 Test voices are not training voices: the variants are split (every 4th in sorted order is a test variant), and
 since the loader takes every 8th file of a word (in sorted order) as a test clip, file ``i`` of a word is spoken by
@@ -50,6 +51,7 @@ NAME = "mini_speech_commands"
 STREAM = 4  # this dataset's random stream (moving_fmnist 1, voxel_fmnist 2, fmnist_c 3)
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-rp", "en-gb-x-gbcwmd", "en-029",
            "en-us-nyc")
+FADE = SAMPLE_RATE // 100  # samples of the fade in and out
 TEST_EVERY = 8  # the loader's split: file i of a word is a test clip when i % 8 == 0
 INSTALL = "install it with 'apt-get install espeak-ng' (setup.sh does when run as root)"
 
@@ -111,6 +113,11 @@ def make_clip(exe: str, word: str, r: np.random.Generator, accents: Sequence[str
     g = math.gcd(SAMPLE_RATE, rate)
     speech = resample_poly(_trim(speech), SAMPLE_RATE // g, rate // g)[:CLIP_SAMPLES]
     speech *= r.uniform(0.3, 0.9) / max(1e-9, np.abs(speech).max())  # amplitude
+    fade = min(FADE, len(speech) // 2)  # 10 ms ramps: the trimmed ends would click (a broadband stripe)
+    if fade:
+        ramp = np.linspace(0, 1, fade, endpoint=False)
+        speech[:fade] *= ramp
+        speech[len(speech) - fade:] *= ramp[::-1]
     clip = np.zeros(CLIP_SAMPLES)
     onset = int(r.integers(0, CLIP_SAMPLES - len(speech) + 1))
     clip[onset:onset + len(speech)] = speech
