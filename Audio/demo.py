@@ -23,7 +23,7 @@ from common.eval_main import main as eval_main
 from Audio.main_DM import main as dm_main
 
 PROTOCOLS = {
-    "cpu": dict(model="ConvNetD4", Iteration=200, batch_real=32, epochs_init=500, num_eval=2, epoch_eval_train=100,
+    "cpu": dict(model="ConvNetD4", Iteration=100, batch_real=16, epochs_init=500, num_eval=2, epoch_eval_train=100,
                 n_test=None),
     "paper": dict(model="ConvNetD4", Iteration=20000, batch_real=256, epochs_init=5000, num_eval=5,
                   epoch_eval_train=1000, n_test=None),
@@ -31,6 +31,8 @@ PROTOCOLS = {
     "smoke": dict(model="ConvNetD4", Iteration=1, batch_real=4, epochs_init=2, num_eval=1, epoch_eval_train=1,
                   n_test=16, n_train_per_class=6),
 }
+# the whole-training-set row: (networks, --epoch_eval_train); 7,000 spectrograms a pass, 2 passes on the CPU
+WHOLE = {"cpu": (1, 1), "paper": (5, 100), "smoke": (1, 0)}
 SYNSETS = ("ddif", "fred", "pixel")
 DATASET = "MiniSpeechCommands"
 
@@ -70,9 +72,12 @@ def main(argv=None):
                          acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
                          grid=os.path.join(run, "imgs", "syn_latest.png")))
     classes = len(audio.MINI_WORDS)
-    for what, extra in (("random real", ["--random_real", "--ipc", "1"]), ("whole training set", ["--whole_real"])):
+    nets, epochs = WHOLE[a.protocol]
+    whole = dict(evaluation, num_eval=nets, epoch_eval_train=epochs)
+    for what, extra, how in (("random real", ["--random_real", "--ipc", "1"], evaluation),
+                             ("whole training set", ["--whole_real"], whole)):
         t = time.time()
-        res = eval_main(common + extra + flags(evaluation) + flags(data))
+        res = eval_main(common + extra + flags(how) + flags(data))
         mean, std = res[model]
         rows.append(dict(method=what, per_class=1 if what == "random real" else "all train clips",
                          numbers=audio.SIDE ** 2 * classes if what == "random real" else "all",
@@ -86,7 +91,8 @@ def render(rows, protocol, model, proto, evaluation, seconds) -> str:
             f"storage (4,096 numbers per class), protocol '{protocol}': DM for {proto['Iteration']} iterations "
             f"(batch_real {proto['batch_real']}, no augmentation, DDiF warm start {proto['epochs_init']} steps); "
             f"{model} evaluation: {evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
-            f"{evaluation['n_test'] or 'all'} test spectrograms; total {seconds / 60:.1f} min")
+            f"{evaluation['n_test'] or 'all'} test spectrograms (the whole training set: {WHOLE[protocol][0]} network(s) "
+            f"x {WHOLE[protocol][1] + 1} passes); total {seconds / 60:.1f} min")
     return render_table(head, rows)
 
 
