@@ -35,8 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.io import wavfile
+from tqdm.auto import tqdm
 
-from ..atomic import write_npy, write_text
+from ..atomic import write_npy
 from ..errors import DatasetNotFoundError, UserError, choice_error
 from .base import DEFAULT_DATA_PATH, RealData, _indices_by_class
 
@@ -228,7 +229,6 @@ def _spectrogram_file(name: str, root: Path, clips: Sequence[tuple[str, int]], s
     path = cache / f"{name}_{split}_{key}.npy"
     if path.is_file():
         return path
-    from tqdm.auto import tqdm
 
     def fill(mm: np.ndarray) -> None:
         for s in tqdm(range(0, len(clips), BATCH), desc=f"{name} {split} spectrograms", disable=not progress):
@@ -281,6 +281,3 @@ def load(name: str, data_path: Optional[str] = None, res: Optional[int] = None, 
         images_test=tensor(arrays["test"]), labels_test=labels["test"],
         indices_class=_indices_by_class(y_train, len(clips.classes)), domain="audio")
 
-
-def write_manifest(folder: Path, info: dict) -> None:
-    write_text(folder / "build.json", json.dumps(info, indent=2) + "\n")
