@@ -21,6 +21,8 @@ def run_main(main: Callable[[], object]) -> None:
         print(f"error{who}: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
-        print("interrupted; continue the run with --resume", file=sys.stderr)
+        print("interrupted. A distillation run continues with --resume from its last checkpoint (written every "
+              "--save_it iterations and at every evaluation): the iterations since then are done again",
+              file=sys.stderr)
         sys.exit(130)
     dist.finish()

@@ -188,3 +188,18 @@ def test_every_domain_is_complete(name, tmp_path):
     assert paths and all(Path(p).stat().st_size > 0 for p in paths)
     domain.export(x, labels, real, str(tmp_path / "export"))
     assert len(list((tmp_path / "export").rglob("*.*"))) >= len(x)
+
+
+def test_grids_have_as_many_columns_as_the_fullest_class(tmp_path):
+    """A set of 2 instances per class draws 2 columns, not 10 with 8 empty (e.g. a DDiF voxel set of 4 shapes)."""
+    from PIL import Image
+    from common.domains.base import grid_columns
+    from common.domains.image import save_grid
+    from common.domains.voxel import VOXEL_TILE_GAP_PX, save_voxel_grid
+    assert grid_columns(torch.tensor([0, 0, 1, 2]), 10) == 2 and grid_columns(torch.tensor([3] * 12), 10) == 10
+    save_grid(torch.rand(4, 1, 28, 28), torch.tensor([0, 0, 1, 2]), str(tmp_path / "g.png"), [0.0], [1.0])
+    assert Image.open(tmp_path / "g.png").size == (2 * (28 + 2) + 2, 3 * (28 + 2) + 2)
+    save_voxel_grid(torch.rand(4, 1, 8, 8, 8), torch.tensor([0, 0, 1, 2]), str(tmp_path / "v.png"))
+    one = str(tmp_path / "v1.png")
+    save_voxel_grid(torch.rand(2, 1, 8, 8, 8), torch.tensor([0, 0]), one, per_class=1)
+    assert Image.open(tmp_path / "v.png").size[0] == 2 * Image.open(one).size[0] - VOXEL_TILE_GAP_PX  # 2 tiles

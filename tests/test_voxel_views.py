@@ -161,6 +161,6 @@ def test_the_voxel_domain_draws_one_png(tmp_path):
         im.verify()
     grid = _read(paths[0])
     tile_w = 3 * 48 + 2 * SEP
-    assert grid.shape == (2 * (48 + GAP) + GAP, 10 * (tile_w + GAP) + GAP)  # per_class 10, two classes
+    assert grid.shape == (2 * (48 + GAP) + GAP, 2 * (tile_w + GAP) + GAP)  # two classes; class 0 fills 2 columns
     plate = _views_of(_tile_at(grid, 0, 1, 48), 48)[0]
     np.testing.assert_array_equal(plate, _upscaled(_square(16, 2, 14), 3))

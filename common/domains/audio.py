@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, audio
-from .base import Domain, class_rows
+from .base import Domain, class_rows, grid_columns
 
 COLOUR_MAP = "magma"  # perceptually uniform
 SPAN = 3.0  # the colour map covers normalised values -SPAN..SPAN (mean +- 3 std of the train spectrograms)
@@ -75,8 +75,8 @@ def save_spectrogram_grid(x: Tensor, labels: Tensor, path: str, per_class: int =
     columns as the fullest class needs; a class with fewer leaves its cells black), each cell ``scale`` times
     enlarged, 2-pixel gaps."""
     labels = labels.cpu()
-    counts = [min(per_class, int((labels == c).sum())) for c in labels.unique(sorted=True).tolist()]
-    cols = max(counts)
+    cols = grid_columns(labels, per_class)
+    counts = [min(cols, int((labels == c).sum())) for c in labels.unique(sorted=True).tolist()]
     cells = class_rows(x.detach().float().cpu(), labels, cols)
     f, t = x.shape[-2:]
     gap = 2

@@ -156,6 +156,12 @@ def to_display(images: Tensor, mean, std, zca=None) -> Tensor:
     return x.clamp(0, 1)
 
 
+def grid_columns(labels: Tensor, per_class: int) -> int:
+    """Columns of a one-row-per-class grid: ``per_class``, or fewer when no class has that many instances (a set
+    of 4 shapes per class draws 4 columns, not 10 with 6 empty)."""
+    return max(1, min(per_class, int(labels.cpu().unique(return_counts=True)[1].max()) if len(labels) else 1))
+
+
 def class_rows(x: Tensor, labels: Tensor, per_class: int) -> Tensor:
     """(classes * per_class, ...) instances, one row of ``per_class`` per class, padded with zeros."""
     rows = []

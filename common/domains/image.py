@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, images
-from .base import Domain, class_rows, to_display
+from .base import Domain, class_rows, grid_columns, to_display
 
 
 class ImageDomain(Domain):
@@ -40,11 +40,12 @@ class ImageDomain(Domain):
 
 
 def save_grid(x: Tensor, labels: Tensor, path: str, mean, std, zca=None, per_class: int = 10) -> None:
-    """A PNG grid, one row per class, at most ``per_class`` instances each (clips, volumes: the middle frame or
-    slice)."""
+    """A PNG grid, one row per class, at most ``per_class`` instances each (as many columns as the fullest class
+    fills; clips, volumes: the middle frame or slice)."""
     from torchvision.utils import save_image  # torchvision takes a second to import: only when drawing
     if x.dim() == 5:  # (n, C, T, H, W): show the middle frame / slice
         x = x[:, :, x.shape[2] // 2]
+    per_class = grid_columns(labels, per_class)
     grid = class_rows(to_display(x, mean, std, zca), labels, per_class)
     with atomic_path(path) as tmp:
         save_image(grid, tmp, nrow=per_class, padding=2, format="png")

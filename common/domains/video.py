@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, video
-from .base import Domain, Option, _get, class_rows, to_display
+from .base import Domain, Option, _get, class_rows, grid_columns, to_display
 
 
 class VideoDomain(Domain):
@@ -112,6 +112,7 @@ def save_video_grid(clips: Tensor, labels: Tensor, path: str, mean, std, per_cla
     frames left to right). Returns both paths."""
     from torchvision.utils import make_grid, save_image  # torchvision takes a second to import: only when drawing
     x = to_display(clips, mean, std)  # (n, C, T, H, W)
+    per_class = grid_columns(labels, per_class)
     grid_clips = class_rows(x, labels, per_class)
     frames = torch.stack([make_grid(grid_clips[:, :, t], nrow=per_class, padding=2)
                           for t in range(x.shape[2])])  # (T, 3, H', W')

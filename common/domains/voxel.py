@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, voxels
-from .base import Domain, Option, class_rows, to_display
+from .base import Domain, Option, class_rows, grid_columns, to_display
 
 
 class VoxelDomain(Domain):
@@ -104,6 +104,7 @@ def save_voxel_grid(volumes: Tensor, labels: Tensor, path: str, per_class: int =
     if mean is not None and std is not None:
         x = to_display(x, mean, std, zca)
     x = x.clamp(0, 1)
+    per_class = grid_columns(labels, per_class)
     shapes = class_rows(x, labels, per_class)  # (classes * per_class, C, D, H, W)
     rows = len(shapes) // per_class
     view_px = voxel_view_px(x.shape)
