@@ -219,10 +219,17 @@ def run_distillation(args, objective_cls: type[Objective]) -> dict:
     bar = tqdm(range(start, args.Iteration + 1), desc=f"{args.objective} {synset.name}",
                disable=not args.progress or not dist.is_main(),
                initial=start, total=args.Iteration + 1, mininterval=1)
+    loop_start, eval_seconds, estimated = time.time(), 0.0, False
     for it in bar:
         if (it % args.eval_it == 0 and (it > 0 or args.eval_at_start)) or it == args.Iteration:
+            t_eval = time.time()
             last = evaluate_and_record(ctx, it, objective, best, wandb)
+            eval_seconds += time.time() - t_eval
             save_resume(it)
+            if not estimated and it < args.Iteration:  # once: what the rest of the run will cost
+                estimated = True
+                record.log(time_estimate(it, start, args.Iteration, args.eval_it, time.time() - t_eval,
+                                         time.time() - loop_start - eval_seconds))
         if it == args.Iteration:
             break
         loss = objective.step(it)
@@ -276,6 +283,21 @@ def evaluate_and_record(ctx: Context, it: int, objective, best: dict, wandb=None
                                                         metrics=extra)), record.path("synset_best.pt"))
     record.plot_accuracy()
     return results
+
+
+def time_estimate(it: int, start: int, iterations: int, eval_it: int, eval_seconds: float, step_seconds: float
+                  ) -> str:
+    """A log line after the first evaluation: what one evaluation took, how many follow, and (once iterations have
+    run) the time the rest of the run should take, so a run at a paper protocol on a CPU says so at once."""
+    evals_left = len([k for k in range(it + 1, iterations + 1) if k % eval_it == 0 or k == iterations])
+    line = (f"time estimate: one evaluation took {eval_seconds:.0f}s and {evals_left} more follow (about "
+            f"{evals_left * eval_seconds / 60:.1f} min)")
+    if it > start:
+        per_step = step_seconds / (it - start)
+        total = (iterations - it) * per_step + evals_left * eval_seconds
+        line += (f"; {iterations - it} iterations remain at {per_step:.2f}s each: about {total / 60:.1f} min in all "
+                 f"(--Iteration, --eval_it, --num_eval and --epoch_eval_train shorten it)")
+    return line
 
 
 def checkpoint_meta(state: dict) -> dict:

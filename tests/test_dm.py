@@ -179,3 +179,14 @@ def test_select_on_val_picks_the_set_by_held_out_instances_and_reports_its_test_
     assert "selected on the held-out train instances" in log
     config = json.loads((run / "config.json").read_text())
     assert config["select_on"] == "val" and config["n_val"] == 5
+
+
+def test_the_log_estimates_the_rest_of_the_run_after_the_first_evaluation(tmp_path):
+    from common.distill import time_estimate
+    assert time_estimate(0, 0, 10, 4, 30.0, 0.0) == ("time estimate: one evaluation took 30s and 3 more follow "
+                                                     "(about 1.5 min)")  # at 4, 8 and the last, 10
+    line = time_estimate(4, 0, 10, 4, 60.0, 8.0)  # 2 s an iteration, 6 left; evaluations at 8 and 10
+    assert "2 more follow" in line and "6 iterations remain at 2.00s each: about 2.2 min in all" in line
+    root = run_dm(tmp_path, "--synset", "pixel", "--Iteration", "4", "--eval_it", "2", "--no-eval_at_start")
+    log = (root / "pixel_ipc1_ConvNetW32_s0" / "log.txt").read_text()
+    assert log.count("time estimate:") == 1 and "1 more follow" in log and "2 iterations remain" in log
