@@ -18,7 +18,7 @@ import time
 
 from common.cli import run_main
 from common.data import voxel_fmnist as vfm
-from common.demo import build_once, find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import build_once, distil_row, find_run, flags, prepare, publish, render_table, run_summary
 from common.eval_main import main as eval_main
 
 PROTOCOLS = {
@@ -51,13 +51,8 @@ def main(argv=None):
     for objective in a.objectives:
         entry = importlib.import_module(f"3D_Voxel.main_{objective}")
         for s in SYNSETS:
-            t = time.time()
-            entry.main(base + ["--synset", s, "--exp_name", s, "--Iteration", str(iterations[objective])])
-            run = find_run(a.out, objective, DATASET, s)
-            last, budget = run_summary(run)
-            rows.append(dict(method=f"{s} + {objective}", per_class=budget["per_class"], numbers=budget["used"],
-                             acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
-                             grid=os.path.join(run, "imgs", "syn_latest.png")))
+            argv = base + ["--Iteration", str(iterations[objective])]
+            rows.append(distil_row(entry.main, argv, a.out, objective, DATASET, s)[0])
     common = ["--device", a.device, *flags(evaluation), "--no-progress"]
     for r in (res, 2 * res):
         t = time.time()

@@ -18,7 +18,7 @@ import time
 from common.cli import run_main
 from common.data import audio
 from common.data import espeak_commands as esc
-from common.demo import find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import distil_row, flags, prepare, publish, render_table
 from common.eval_main import main as eval_main
 from Audio.main_DM import main as dm_main
 
@@ -64,24 +64,17 @@ def main(argv=None):
                      *flags(proto)]
     rows, t_all = [], time.time()
     for s in a.synsets:
-        t = time.time()
-        dm_main(base + ["--synset", s, "--exp_name", s])
-        run = find_run(a.out, "DM", DATASET, s)
-        last, budget = run_summary(run)
-        rows.append(dict(method=f"{s} + DM", per_class=budget["per_class"], numbers=budget["used"],
-                         acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
-                         grid=os.path.join(run, "imgs", "syn_latest.png")))
+        rows.append(distil_row(dm_main, base, a.out, "DM", DATASET, s)[0])
     classes = len(audio.MINI_WORDS)
     nets, epochs = WHOLE[a.protocol]
     whole = dict(evaluation, num_eval=nets, epoch_eval_train=epochs)
-    for what, extra, how in (("random real", ["--random_real", "--ipc", "1"], evaluation),
-                             ("whole training set", ["--whole_real"], whole)):
+    for what, extra, how, per_class, numbers in (
+            ("random real", ["--random_real", "--ipc", "1"], evaluation, 1, audio.SIDE ** 2 * classes),
+            ("whole training set", ["--whole_real"], whole, "all train clips", "all")):
         t = time.time()
-        res = eval_main(common + extra + flags(how) + flags(data))
-        mean, std = res[model]
-        rows.append(dict(method=what, per_class=1 if what == "random real" else "all train clips",
-                         numbers=audio.SIDE ** 2 * classes if what == "random real" else "all",
-                         acc_mean=mean, acc_std=std, seconds=time.time() - t, grid=""))
+        mean, std = eval_main(common + extra + flags(how) + flags(data))[model]
+        rows.append(dict(method=what, per_class=per_class, numbers=numbers, acc_mean=mean, acc_std=std,
+                         seconds=time.time() - t, grid=""))
     publish(a.out, render(rows, a.protocol, model, proto, evaluation, time.time() - t_all), rows,
             f"spectrogram grids: {a.out}/DM/{DATASET}/*/imgs/")
 

@@ -5,11 +5,10 @@ Reduced from the paper's protocol so that it finishes in minutes on two CPU core
 DEMO below. Everything else (model ConvNet, DSA, optimisers, learning rates) is the normal default.
 """
 import argparse
-import os
 import time
 
 from common.cli import run_main
-from common.demo import flags, prepare, publish, render_table, run_summary
+from common.demo import distil_row, flags, prepare, publish, render_table
 from common.eval_main import main as eval_main
 from DM.main_DM import main as dm_main
 
@@ -29,13 +28,7 @@ def main(argv=None):
               *flags(DEMO)]
     rows, t_all = [], time.time()
     for s in SYNSETS:
-        t = time.time()
-        dm_main(common + ["--synset", s, "--exp_name", s])
-        run = os.path.join(a.out, "DM", "FashionMNIST", s)
-        last, budget = run_summary(run)
-        rows.append(dict(method=f"{s} + DM", per_class=budget["per_class"], numbers=budget["used"],
-                         acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
-                         grid=os.path.join(run, "imgs", "syn_latest.png")))
+        rows.append(distil_row(dm_main, common, a.out, "DM", "FashionMNIST", s)[0])
     t = time.time()
     res = eval_main(["--random_real", "--dataset", "FashionMNIST", "--ipc", "1", "--model", "ConvNet",
                      "--device", a.device, "--data_path", a.data_path, "--num_eval", str(DEMO["num_eval"]),

@@ -17,7 +17,7 @@ import time
 
 from common.cli import run_main
 from common.data import moving_fmnist as mfm
-from common.demo import build_once, find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import build_once, distil_row, flags, prepare, publish, render_table
 from common.eval_main import main as eval_main
 from Video.main_DM import main as dm_main
 
@@ -51,20 +51,15 @@ def main(argv=None):
             "--save_path", a.out, "--eval_it", str(10 ** 9), "--no-eval_at_start", *flags(proto)]
     rows, t_all = [], time.time()
     for s in a.synsets:
-        t = time.time()
-        dm_main(base + ["--synset", s, "--exp_name", s])
-        run = find_run(a.out, "DM", DATASET, s)
-        last, budget = run_summary(run)
-        rows.append(dict(method=f"{s} + DM", per_class=budget["per_class"], numbers=budget["used"],
-                         acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
-                         gif=os.path.join(run, "imgs", "syn_latest.gif")))
+        row, run = distil_row(dm_main, base, a.out, "DM", DATASET, s, "gif", "syn_latest.gif")
+        rows.append(row)
         if s == "ddif":
             t = time.time()
             res = eval_main(["--ckpt", os.path.join(run, "synset_best.pt"), "--shuffle_frames", "--device",
                              a.device, *flags(evaluation), "--no-progress"])
             mean, std = res[model]
-            rows.append(dict(method="ddif + DM, frames shuffled", per_class=budget["per_class"],
-                             numbers=budget["used"], acc_mean=mean, acc_std=std, seconds=time.time() - t, gif=""))
+            rows.append(dict(method="ddif + DM, frames shuffled", per_class=row["per_class"],
+                             numbers=row["numbers"], acc_mean=mean, acc_std=std, seconds=time.time() - t, gif=""))
     t = time.time()
     size = {k: proto.get(k) for k in ("frames", "res")}
     res = eval_main(["--random_real", "--dataset", DATASET, "--ipc", "1", "--model", model, "--device", a.device,

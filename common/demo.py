@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -63,6 +64,20 @@ def run_summary(run: str) -> tuple[dict, dict]:
     with open(os.path.join(run, "config.json")) as f:
         budget = json.load(f)["budget"]
     return last, budget
+
+
+def distil_row(main, argv: list, out: str, objective: str, dataset: str, synset: str, picture: str = "grid",
+               file: str = "syn_latest.png") -> tuple[dict, str]:
+    """Distil one set of a demo's table (``main`` on ``argv``, ``--exp_name`` the synset's name) and return its row
+    (method, instances per class, numbers stored, accuracy, seconds, and under ``picture`` its ``imgs/file``) and
+    its run folder."""
+    t = time.time()
+    main(argv + ["--synset", synset, "--exp_name", synset])
+    run = find_run(out, objective, dataset, synset)
+    last, budget = run_summary(run)
+    return dict(method=f"{synset} + {objective}", per_class=budget["per_class"], numbers=budget["used"],
+                acc_mean=last["acc_mean"], acc_std=last["acc_std"], seconds=time.time() - t,
+                **{picture: os.path.join(run, "imgs", file)}), run
 
 
 def render_table(head: str, rows: list[dict], accuracy: str = "accuracy (%)") -> str:

@@ -5,7 +5,6 @@ the bottom) and listens to (each instance as a WAV, its phases recovered by Grif
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ from torch import Tensor
 
 from ..atomic import atomic_path
 from ..data import RealData, audio
-from .base import Domain, class_rows, grid_columns
+from .base import Domain, class_folder, class_rows, grid_columns
 
 COLOUR_MAP = "magma"  # perceptually uniform
 SPAN = 3.0  # the colour map covers normalised values -SPAN..SPAN (mean +- 3 std of the train spectrograms)
@@ -48,10 +47,7 @@ class AudioDomain(Domain):
         logs = unnormalise(images, real)
         waves = audio.griffin_lim(audio.magnitude_from_log(logs[:, 0]), GRIFFIN_LIM_ITERATIONS)
         for i, c in enumerate(labels.tolist()):
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", real.class_names[c])
-            d = os.path.join(folder, f"{c:03d}_{name}")
-            os.makedirs(d, exist_ok=True)
-            stem = os.path.join(d, f"{i:05d}")
+            stem = os.path.join(class_folder(folder, c, real.class_names), f"{i:05d}")
             with atomic_path(stem + ".png") as tmp:
                 Image.fromarray(colour(images[i, 0])).save(tmp, format="png")
             with atomic_path(stem + ".wav") as tmp:

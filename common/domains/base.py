@@ -132,14 +132,19 @@ class Domain:
         """One sub-folder per class ("{index:03d}_{name}"), one file (or two) per instance."""
         shown = to_display(images, real.mean, real.std, real.zca)
         for i, (inst, c) in enumerate(zip(shown, labels.tolist())):
-            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", real.class_names[c])
-            d = os.path.join(folder, f"{c:03d}_{name}")
-            os.makedirs(d, exist_ok=True)
-            self.export_one(inst, images[i], c, os.path.join(d, f"{i:05d}"))
+            self.export_one(inst, images[i], c, os.path.join(class_folder(folder, c, real.class_names), f"{i:05d}"))
 
     def transform_for_eval(self, images: Tensor, values, seed: int) -> tuple[Tensor, str]:
         """What the domain's eval options do to a decoded set before evaluation, and a phrase saying it."""
         return images, ""
+
+
+def class_folder(folder: str, label: int, class_names) -> str:
+    """``folder``/"{label:03d}_{name}" (the class name made file-safe), created: where exports put a class."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", class_names[label])
+    path = os.path.join(folder, f"{label:03d}_{name}")
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 def _get(values, key):
