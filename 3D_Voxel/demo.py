@@ -18,15 +18,16 @@ import time
 
 from common.cli import run_main
 from common.data import voxel_fmnist as vfm
-from common.demo import build_once, distil_row, find_run, flags, prepare, publish, render_table, run_summary
+from common.demo import (build_once, distil_row, find_run, flags, prepare, publish, render_table, run_summary,
+                         warm_start_fit, whole_row)
 from common.eval_main import main as eval_main
 
 PROTOCOLS = {
     "cpu": dict(model="Conv3DNetW32", res=16, iterations={"DC": 100, "DM": 200}, batch_real=32, epochs_init=1000,
-                num_eval=2, epoch_eval_train=100, n_test=None),
+                num_eval=2, epoch_eval_train=100, n_test=None, whole_epochs=30, rotation="upright"),
     # what the tests run: every step of the table, a few seconds each
     "smoke": dict(model="Conv3DNetW32", res=16, iterations={"DC": 1, "DM": 1}, batch_real=4, epochs_init=5,
-                  num_eval=1, epoch_eval_train=1, n_test=20),
+                  num_eval=1, epoch_eval_train=1, n_test=20, whole_epochs=1, rotation="upright"),
 }
 SYNSETS = ("ddif", "fred", "pixel")
 DATASET = "VoxelFashionMNIST"
@@ -41,19 +42,28 @@ def main(argv=None):
     p.add_argument("--objectives", nargs="+", default=["DC", "DM"], choices=["DC", "DM"])
     a = p.parse_args(argv)
     proto = dict(PROTOCOLS[a.protocol])
-    prepare(a.out, a.device, lambda: build_once(vfm, vfm.SHAPE_NAMES, a.data_path))
+    rotation = proto.pop("rotation")
+    prepare(a.out, a.device, lambda: build_once(vfm, vfm.SHAPE_NAMES, a.data_path, rotation=rotation))
     model, res, iterations = proto.pop("model"), proto.pop("res"), proto.pop("iterations")
+    whole_epochs = proto.pop("whole_epochs")
     evaluation = {k: proto[k] for k in ("num_eval", "epoch_eval_train", "n_test")}
     base = ["--dataset", DATASET, "--ipc", "1", "--model", model, "--res", str(res), "--device", a.device,
             "--data_path", a.data_path, "--save_path", a.out, "--eval_it", str(10 ** 9), "--no-eval_at_start",
             *flags(proto)]
-    rows, t_all = [], time.time()
+    rows, t_all, fits = [], time.time(), []
     for objective in a.objectives:
         entry = importlib.import_module(f"3D_Voxel.main_{objective}")
         for s in SYNSETS:
             argv = base + ["--Iteration", str(iterations[objective])]
-            rows.append(distil_row(entry.main, argv, a.out, objective, DATASET, s)[0])
+            row, run = distil_row(entry.main, argv, a.out, objective, DATASET, s)
+            rows.append(row)
+            if s == "ddif" and (fit := warm_start_fit(run)):
+                fits.append(f"DDiF warm start fit ({objective} run): {fit}.")
     common = ["--device", a.device, *flags(evaluation), "--no-progress"]
+    n_train = vfm_train_count(a.data_path)  # the ceiling: the same network trained on every training shape
+    rows.append(dict(whole_row(["--dataset", DATASET, "--res", str(res), "--data_path", a.data_path, "--device",
+                                a.device, *flags({k: evaluation[k] for k in ("num_eval", "n_test")})], model, n_train,
+                               n_train // 10, res ** 3, whole_epochs, "shapes"), grid=""))
     for r in (res, 2 * res):
         t = time.time()
         result = eval_main(["--random_real", "--dataset", DATASET, "--ipc", "1", "--model", model, "--res", str(r),
@@ -75,7 +85,13 @@ def main(argv=None):
             f"{evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
             f"{evaluation['n_test'] or 'all'} test shapes; "
             f"total {(time.time() - t_all) / 60:.1f} min")
-    publish(a.out, render_table(head, rows), rows, f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
+    publish(a.out, "\n\n".join([render_table(head, rows), *fits]), rows, f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
+
+
+def vfm_train_count(data_path: str) -> int:
+    """How many training shapes the offline set holds (its train list)."""
+    with open(os.path.join(data_path, vfm.NAME, vfm.list_name("train"))) as f:
+        return sum(1 for line in f if line.strip())
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ from typing import Callable
 
 from hyper_params import UnknownDefaultsError
 
-from . import dist
+from . import dist, malloc
 from .errors import UserError
 
 
 def run_main(main: Callable[[], object]) -> None:
     """Run ``main``; under torchrun, leave the process group at the end. An error on one rank ends that process
-    with its message (prefixed by the rank) and torchrun then stops the others."""
+    with its message (prefixed by the rank) and torchrun then stops the others. glibc keeps freed memory for
+    reuse (:mod:`common.malloc`)."""
+    malloc.configure()
     try:
         main()
     except (UserError, UnknownDefaultsError) as e:

@@ -12,6 +12,8 @@ from typing import Callable, Optional
 
 from . import dist
 from .atomic import write_text
+from .errors import UserError
+from .eval_main import main as eval_main
 
 
 def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -> None:
@@ -26,12 +28,24 @@ def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -
             shutil.rmtree(out, ignore_errors=True)
 
 
-def build_once(module, marker: str, data_path: str) -> None:
-    """Build the offline dataset ``module`` (common.data.moving_fmnist or voxel_fmnist) in ``data_path`` unless its
-    folder already holds ``marker``, a file the build writes."""
-    if not (Path(data_path) / module.NAME / marker).is_file():
+def build_once(module, marker: str, data_path: str, **settings) -> None:
+    """Build the offline dataset ``module`` (common.data.moving_fmnist or voxel_fmnist) in ``data_path`` with
+    ``settings`` unless its folder already holds ``marker``, a file the build writes. A module that records its
+    build (``BUILD_INFO``) must have been built with ``settings``: otherwise a one-line error says how to rebuild."""
+    root = Path(data_path) / module.NAME
+    if not (root / marker).is_file():
         print(f"building {module.NAME} in {data_path} (once)")
-        module.build(data_path, data_path=data_path, progress=True)
+        module.build(data_path, data_path=data_path, progress=True, **settings)
+        return
+    info = getattr(module, "BUILD_INFO", None)
+    if info and settings:
+        built = json.loads((root / info).read_text()) if (root / info).is_file() else {}
+        differ = {k: v for k, v in settings.items() if built.get(k) != v}
+        if differ:
+            wanted = " ".join(f"--{k} {v}" for k, v in differ.items())
+            found = ", ".join(f"{k} {built.get(k, 'unrecorded')}" for k in differ)
+            raise UserError(f"{root} was built with {found}; this table needs {wanted}: rebuild it with python -m "
+                            f"{module.__name__} --data_path {data_path} --out {data_path} --overwrite {wanted}")
 
 
 def publish(out: str, table: str, rows: list, where: str) -> None:
@@ -64,6 +78,27 @@ def run_summary(run: str) -> tuple[dict, dict]:
     with open(os.path.join(run, "config.json")) as f:
         budget = json.load(f)["budget"]
     return last, budget
+
+
+def warm_start_fit(run: str) -> Optional[str]:
+    """What a DDiF run's log says of its warm start's fit (``warm start fit: ...``), or None."""
+    path = os.path.join(run, "log.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        found = [line.split("warm start fit: ", 1)[1].strip() for line in f if "warm start fit: " in line]
+    return found[-1] if found else None
+
+
+def whole_row(eval_argv: list, model: str, n_train: int, per_class: int, numbers_each: int, epochs: int,
+              noun: str) -> dict:
+    """The ceiling row: ``model`` networks trained on every training instance (``eval.py --whole_real``)."""
+    t = time.time()
+    mean, std = eval_main(["--whole_real", "--model", model, "--epoch_eval_train", str(epochs), *eval_argv,
+                           "--no-progress"])[model]
+    return dict(method=f"whole training set ({n_train} {noun}, {epochs} epoch{'s' if epochs != 1 else ''})",
+                per_class=per_class, numbers=n_train * numbers_each, acc_mean=mean, acc_std=std,
+                seconds=time.time() - t)
 
 
 def distil_row(main, argv: list, out: str, objective: str, dataset: str, synset: str, picture: str = "grid",

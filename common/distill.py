@@ -8,6 +8,7 @@ data is asked of the dataset's domain (:mod:`common.domains`). :func:`main` is e
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -106,10 +107,26 @@ def saved_init(payload: dict, synset: SynSet) -> tuple[torch.Tensor, torch.Tenso
     return payload["init_images"], payload.get("init_labels", synset.labels.cpu())
 
 
+def tensor_digest(x: Optional[torch.Tensor]) -> str:
+    """A short SHA-256 of a tensor's values ("" for None)."""
+    if x is None:
+        return ""
+    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def log_fit(synset: SynSet, targets: torch.Tensor, real: RealData, record: RunRecord) -> None:
+    """A fitted warm start (DDiF): how close the decoded fields came to the real instances they fit."""
+    with torch.no_grad():
+        decoded = synset.get()[0].detach().cpu()
+    record.log(f"warm start fit: {DOMAINS[real.domain].fit_summary(decoded, targets.detach().cpu(), real)}")
+
+
 def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple[torch.Tensor, torch.Tensor]:
     """Initialise the set from real data, through the on-disk cache for DDiF; returns the shown real instances
     it was initialised from and their labels (see :func:`shown`)."""
-    cache = init_cache_path(args, synset.config()) if synset.cached_init else None
+    g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
+    targets = synset.init_targets(real, g) if synset.cached_init else None  # g then goes on to the fit
+    cache = init_cache_path(args, synset.config(), tensor_digest(targets)) if synset.cached_init else None
     if cache and os.path.exists(cache):
         try:
             payload = load_checkpoint(cache, "warm-start cache")
@@ -118,14 +135,17 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
                 raise CheckpointError(f"its fields were fitted to images {why}")
             synset.load_payload(payload["synset"], f"warm-start cache {cache}")
             record.log(f"warm start loaded from cache {cache}")
+            log_fit(synset, targets, real, record)
             return saved_init(payload, synset)
         except (CheckpointError, KeyError) as e:
             record.log(f"ignoring unusable warm-start cache {cache} ({e}); fitting again")
-    g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
     t = time.time()
-    init_images, init_labels = shown(synset.init_from_real(real, g, progress=args.progress).detach().cpu(),
-                                     synset.labels.cpu(), real.domain)
+    kw = {"targets": targets} if targets is not None else {}
+    targets = synset.init_from_real(real, g, progress=args.progress, **kw).detach().cpu()
     record.log(f"initialised {synset.name} from real data in {time.time() - t:.1f}s")
+    if synset.cached_init:
+        log_fit(synset, targets, real, record)
+    init_images, init_labels = shown(targets, synset.labels.cpu(), real.domain)
     if cache:
         torch_save({"synset": synset.payload(), "init_images": init_images, "init_labels": init_labels,
                     "transform": real.transform}, cache)

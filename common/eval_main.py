@@ -176,6 +176,7 @@ def main(argv=None) -> dict:
         cfg = EvalConfig(epochs=args.epoch_eval_train, num_eval=args.num_eval, device=device, lr=args.lr_net,
                          dsa=DSA(args.dsa_strategy) if args.dsa else None, seed=args.seed, progress=args.progress)
         pool = get_eval_pool(args.eval_mode, args.model)
+        say(protocol_line(pool, cfg, len(images), len(real.labels_test), domain.noun, args.test_set))
         if args.test_set != "clean":
             return evaluate_shifted(args, pool, images, labels, real, cfg, what)
         results = evaluate_pool(pool, images, labels, real.to(device), cfg, tag="eval")
@@ -186,6 +187,15 @@ def main(argv=None) -> dict:
             write_text(args.json_out, json.dumps({m: {"acc_mean": v[0], "acc_std": v[1]} for m, v in
                                                   results.items()}, indent=2) + "\n")
     return results
+
+
+def protocol_line(pool, cfg: EvalConfig, n_train: int, n_test: int, noun: str, test_set: str = "clean") -> str:
+    """What the evaluation will do, said before it starts (on a CPU the paper's protocol takes hours)."""
+    nets = " + ".join(pool)
+    shifted = "" if test_set == "clean" else f" and on {test_set}"
+    return (f"protocol: {cfg.num_eval} x {nets} networks, each trained {cfg.epochs + 1} epochs (batch {cfg.batch}, "
+            f"lr {cfg.lr:g}, {'DSA' if cfg.dsa else 'no augmentation'}) on {n_train} {noun} on {cfg.device.type}, "
+            f"tested on {n_test} test {noun}{shifted}")
 
 
 MEAN_SHIFTED = "mean corruption"

@@ -39,17 +39,22 @@ class EvalConfig:
     progress: bool = False
 
 
-# test batches hold at most this many numbers (1000 Fashion-MNIST images; 27 UCF101 clips of 3x16x112x112)
-TEST_BATCH_ELEMENTS = 1 << 24
+# test batches hold at most 256 instances (the original's test loader) and at most this many numbers: on a GPU
+# 1 << 24 (27 UCF101 clips of 3x16x112x112); on a CPU 1 << 20 (16 Moving Fashion-MNIST clips of 16x64x64, 256
+# voxel grids of 16^3), so that no activation outgrows the few hundred MB that glibc then maps and unmaps (and the
+# kernel zeroes) at every batch, while a CPU gains nothing from larger batches
+TEST_BATCH_ELEMENTS = {"cuda": 1 << 24, "cpu": 1 << 20}
 
 
 @torch.no_grad()
-def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 1000) -> float:
+def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch: int = 256) -> float:
     net.eval()
-    batch = max(1, min(batch, TEST_BATCH_ELEMENTS // max(1, math.prod(images.shape[1:]))))
+    device = next(net.parameters()).device
+    limit = TEST_BATCH_ELEMENTS.get(device.type, TEST_BATCH_ELEMENTS["cuda"])
+    batch = max(1, min(batch, limit // max(1, math.prod(images.shape[1:]))))
     correct = 0
     for s in range(0, len(images), batch):
-        x = images[s:s + batch].to(next(net.parameters()).device, non_blocking=True)
+        x = images[s:s + batch].to(device, non_blocking=True)
         correct += (net(x).argmax(1).cpu() == labels[s:s + batch].cpu()).sum().item()
     return correct / max(1, len(images))
 
@@ -76,9 +81,11 @@ def lr_decay_epoch(epochs: int) -> int:
     return epochs // 2 + 1
 
 
-def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfig, seed: int) -> nn.Module:
+def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfig, seed: int,
+                  desc: Optional[str] = None) -> nn.Module:
     """Train ``net`` on (images, labels) with the evaluation protocol: epochs 0..cfg.epochs (E + 1 passes),
-    after epoch E // 2 + 1 a new SGD optimiser at a tenth of the learning rate. Returns ``net`` in eval mode."""
+    after epoch E // 2 + 1 a new SGD optimiser at a tenth of the learning rate. Returns ``net`` in eval mode.
+    ``desc``: a progress bar over the epochs (with its ETA) under that name when ``cfg.progress``."""
     dev = cfg.device
     net.to(dev).train()
     images, labels = images.detach().to(dev), labels.to(dev)
@@ -88,7 +95,10 @@ def train_network(net: nn.Module, images: Tensor, labels: Tensor, cfg: EvalConfi
 
     opt = sgd(cfg.lr)
     g = torch.Generator().manual_seed(seed)
-    for epoch in range(cfg.epochs + 1):
+    epochs = range(cfg.epochs + 1)
+    if desc is not None and cfg.progress and dist.is_main():
+        epochs = tqdm(epochs, desc=desc, unit="epoch", leave=False)
+    for epoch in epochs:
         train_epoch(net, opt, images, labels, cfg.batch, cfg.dsa, g, derive_seed(seed, epoch))
         if epoch == lr_decay_epoch(cfg.epochs):
             opt = sgd(cfg.lr * 0.1)
@@ -111,11 +121,11 @@ def evaluate_on(model: str, images: Tensor, labels: Tensor, real, cfg: EvalConfi
     found = []
     im_size = tuple(images.shape[2:])
     mine = dist.shard(range(cfg.num_eval))
-    for k in tqdm(mine, desc=f"eval {model}", leave=False, disable=not cfg.progress or not dist.is_main()):
+    for k in mine:
         seed = derive_seed(cfg.seed, "eval", tag, model, k)
         torch.manual_seed(seed)
         net = get_network(model, images.shape[1], real.num_classes, im_size)
-        train_network(net, images, labels, cfg, seed)
+        train_network(net, images, labels, cfg, seed, desc=f"eval {model} network {k + 1}/{cfg.num_eval}")
         found.append((k, {name: test_accuracy(net, x, y) for name, (x, y) in tests.items()}))
     ordered = [accs for _, accs in sorted(pair for part in dist.gather_objects(found) for pair in part)]
     return {name: [accs[name] for accs in ordered] for name in tests}

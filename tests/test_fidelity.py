@@ -1,6 +1,7 @@
 """Fidelity to the original protocols: ZCA on [0, 1] pixels, the evaluation schedule, ConvNetLN, optimiser state
 on the parameters' device after a resume, FieldAdam's bias corrections, DDiF decoding in float64, and refusing
 expert files, warm-start caches and synthetic sets made with this code's earlier ZCA."""
+import dataclasses
 import gzip
 import io
 import json
@@ -143,7 +144,10 @@ def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
     with torch.no_grad():
         for p in legacy.parameters():
             p.fill_(0.25)
-    cache = init_cache_path(args, legacy.config())
+    from common.distill import tensor_digest
+    from common.utils import derive_seed
+    targets = legacy.init_targets(real, torch.Generator().manual_seed(derive_seed(0, "init")))
+    cache = init_cache_path(args, legacy.config(), tensor_digest(targets))
     torch_save({"synset": legacy.payload(), "init_images": real.images_train[:3]}, cache)  # no transform: old ZCA
     record = RunRecord(str(tmp_path / "run"), quiet=True)
     s = fresh()
@@ -156,6 +160,13 @@ def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
     initialise(args, again, real, record)
     assert "warm start loaded from cache" in (tmp_path / "run" / "log.txt").read_text()
     assert all(torch.equal(a, b) for a, b in zip(again.parameters(), s.parameters()))
+    # the same name, other data (a dataset rebuilt in place): fitted again, to the new instances
+    moved = dataclasses.replace(real, images_train=real.images_train.flip(-1))
+    third = fresh()
+    initialise(args, third, moved, record)
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert log.count("initialised ddif from real data") == 2 and log.count("warm start fit: PSNR") == 3
+    assert not torch.equal(third.weights[0], s.weights[0]) and len(list((tmp_path / "cache").glob("*.pt"))) == 2
 
 
 def test_eval_refuses_a_set_distilled_with_the_old_zca(tmp_path):

@@ -6,6 +6,7 @@ the choice of sources, deterministic builds, argument errors, --overwrite, inter
 is tested at the end of this file, parametrised over both builders."""
 import csv
 import itertools
+import json
 import subprocess
 import sys
 from collections import Counter
@@ -283,7 +284,10 @@ def test_build_is_deterministic_and_depends_on_the_seed(kind, offline_builds):
     a, b, c = (_tree(offline_builds(spec.module)[k]) for k in "abc")
     assert a == b  # same seed, another folder: byte-identical listings and content files
     assert all(a[k] == c[k] for k in spec.listings)  # the listings name items, not their content
-    content = [k for k in a if k not in spec.listings]
+    info = getattr(spec.module, "BUILD_INFO", None)  # the build's settings, seed included
+    if info:
+        assert json.loads(a[info])["seed"] == 0 and json.loads(c[info])["seed"] == 1
+    content = [k for k in a if k not in spec.listings and k != info]
     assert len(content) == 10 * (TRAIN + TEST) * spec.files_per_item
     changed = sum(a[k] != c[k] for k in content)
     assert changed == len(content) if spec.all_change else changed > 0.9 * len(content)

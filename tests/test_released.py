@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 import torch
@@ -108,6 +109,10 @@ def test_an_official_ddif_set_decodes_as_its_sirens_at_any_resolution(tmp_path, 
     res = eval_main(["--ckpt", str(path), "--w0_initial", "10", "--w0", "10", "--res", "32", *EVAL])
     out = capsys.readouterr().out
     assert "ddif format, 30 neural fields, 3 per class, int labels, saved evaluation lr 0.03" in out
+    # the protocol, said before the networks train (--n_test 300 of EVAL)
+    assert ("protocol: 1 x ConvNetW32 networks, each trained 3 epochs (batch 256, lr 0.03, DSA) on 30 images on "
+            f"{TEST_DEVICE}, tested on 300 test images") in out
+    assert out.index("protocol: ") < out.index("ConvNetW32 accuracy")
     assert "ConvNetW32 accuracy" in out and 0 < res["ConvNetW32"][0] <= 1
 
 
@@ -129,8 +134,13 @@ def test_bad_released_files_are_one_line_errors(tmp_path):
         pickle.dump(UserError("a class instance"), f, protocol=2)
     torch.save({"nf": [UserError("x")], "label": y}, tmp_path / "obj2.pt")
     for name in ("obj.pt", "obj2.pt"):
-        with pytest.raises(CheckpointError, match="could run arbitrary code|cannot read"):
+        with pytest.raises(CheckpointError, match="could run arbitrary code") as err:
             released.load(str(tmp_path / name))
+        assert "weights_only" not in str(err.value)  # not PyTorch's advice to turn the safe loader off
+    (tmp_path / "notes.md").write_text("# a text file\n")
+    with pytest.raises(CheckpointError, match=r"notes.md: not a torch file \(it starts with b'# a '") as err:
+        released.load(str(tmp_path / "notes.md"))
+    assert "weights_only" not in str(err.value) and "arbitrary code" not in str(err.value)
     torch.save({"nf": [{"net.0.linear.weight": torch.zeros(2, 2)}] * 20, "label": y}, tmp_path / "ddif.pt")
     with pytest.raises(CheckpointError, match="not a SIREN"):
         released.load(str(tmp_path / "ddif.pt"), "auto", 30.0, 10.0)
@@ -165,3 +175,13 @@ def test_bad_original_buffers_are_one_line_errors(tmp_path):
     (tmp_path / "cut.pt").write_bytes((tmp_path / "good.pt").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="cannot read buffer file"):
         original_trajectories(str(tmp_path / "cut.pt"), layout)
+
+
+def test_each_network_has_a_progress_bar_with_its_eta(capsys):
+    """--progress: one bar per network over its epochs (tqdm on stderr, with the remaining time)."""
+    res = eval_main(["--random_real", "--ipc", "2", *[a for a in EVAL if a != "--no-progress"], "--num_eval", "2",
+                     "--progress"])
+    err = capsys.readouterr().err
+    assert "eval ConvNetW32 network 1/2" in err and "eval ConvNetW32 network 2/2" in err
+    assert re.search(r"network 2/2: +\d+%\|.*\| \d/3 \[\d\d:\d\d<", err)  # over 3 epochs: [elapsed<remaining
+    assert len(res["ConvNetW32"]) == 2

@@ -168,6 +168,10 @@ def test_the_voxel_demo_runs_every_row(tmp_path, vfm_root):
                         "--device", TEST_DEVICE])
     rows = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert [r["method"] for r in rows] == [
-        "ddif + DC", "fred + DC", "pixel + DC", "ddif + DM", "fred + DM", "pixel + DM", "random real",
-        "random real at 32^3", "ddif + DM trained at 16^3, decoded at 32^3"]
+        "ddif + DC", "fred + DC", "pixel + DC", "ddif + DM", "fred + DM", "pixel + DM",
+        "whole training set (40 shapes, 1 epoch)", "random real", "random real at 32^3",
+        "ddif + DM trained at 16^3, decoded at 32^3"]
     assert rows[0]["per_class"] == 4 and rows[1]["per_class"] == 8 and rows[2]["per_class"] == 1
+    assert rows[6]["per_class"] == 4 and rows[6]["numbers"] == 40 * 16 ** 3
+    table = (tmp_path / "demo" / "results.md").read_text()  # the DDiF warm starts' fit, under the table
+    assert "DDiF warm start fit (DC run): PSNR" in table and "occupancy IoU" in table

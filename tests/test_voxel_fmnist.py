@@ -4,6 +4,7 @@ deterministic, split-correct, class-balanced, atomic -- and its command line.
 
 What it shares with Moving Fashion-MNIST (the choice of sources, deterministic builds, argument errors, --overwrite,
 interruptions, the command line's errors) is tested in tests/test_moving_fmnist.py, parametrised over both."""
+import json
 import math
 import re
 import subprocess
@@ -164,7 +165,7 @@ def test_thickness_follows_intensity():
         assert extents[-1] == pytest.approx((1 + 7 * value / 255) / 2)
         # the same, from the written cloud: undo the rotation, compare the z extent with the x-y extent
         rng = np.random.default_rng(5)
-        cloud = vfm.surface_points(img, rng, N)
+        cloud = vfm.surface_points(img, rng, N, "so3")
         rot = vfm.random_rotation(np.random.default_rng(5))
         local = cloud[:, :3].astype(np.float64) @ rot
         ratios.append(np.ptp(local[:, 2]) / np.ptp(local[:, 0]))
@@ -186,15 +187,27 @@ def test_random_rotation_is_a_uniform_proper_rotation():
     assert not np.allclose(vfm.random_rotation(rng), vfm.random_rotation(rng))
 
 
-@pytest.mark.parametrize("seed", [0, 3])
-def test_surface_points_are_the_rotated_normalised_surface(seed):
+def test_upright_rotation_turns_about_the_vertical_axis_only():
+    rots = np.stack([vfm.upright_rotation(np.random.default_rng(s)) for s in range(2000)])
+    np.testing.assert_allclose(rots @ rots.transpose(0, 2, 1), np.broadcast_to(np.eye(3), rots.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(rots), 1, atol=1e-12)
+    np.testing.assert_allclose(rots[:, 1], np.broadcast_to([0, 1, 0], (2000, 3)), atol=1e-12)  # y is kept
+    np.testing.assert_allclose(rots[:, :, 1], np.broadcast_to([0, 1, 0], (2000, 3)), atol=1e-12)
+    angles = np.arctan2(rots[:, 0, 2], rots[:, 0, 0]) % (2 * np.pi)  # uniform on [0, 2 pi): each quarter ~ 1/4
+    quarters = np.bincount((angles // (np.pi / 2)).astype(int), minlength=4) / len(angles)
+    assert np.abs(quarters - 0.25).max() < 0.04
+    assert set(vfm.ROTATIONS) == {"so3", "upright", "none"} and vfm.ROTATION == "upright"
+
+
+@pytest.mark.parametrize("seed,rotation", [(0, "so3"), (3, "so3"), (1, "upright"), (2, "none")])
+def test_surface_points_are_the_rotated_normalised_surface(seed, rotation):
     img = _garment(seed)
     heights = vfm.solid_mask(img)
-    cloud = vfm.surface_points(img, np.random.default_rng(seed), N)
+    cloud = vfm.surface_points(img, np.random.default_rng(seed), N, rotation)
     assert cloud.shape == (N, 6) and cloud.dtype == np.float32
     # the documented draws: the rotation, then the surface sample
     rng = np.random.default_rng(seed)
-    rot = vfm.random_rotation(rng)
+    rot = {"so3": vfm.random_rotation, "upright": vfm.upright_rotation, "none": lambda r: np.eye(3)}[rotation](rng)
     local = vfm.sample_surface(heights, rng, N)
     centre, radius = vfm.bounding_sphere(heights)
     np.testing.assert_allclose(cloud[:, :3], ((local[:, :3] - centre) / radius) @ rot.T, atol=1e-6)
@@ -211,8 +224,10 @@ def test_surface_points_are_the_rotated_normalised_surface(seed):
     # it fits the unit sphere, tightly
     norms = np.linalg.norm(pts, axis=1)
     assert norms.max() <= 1 + 1e-6 and norms.max() > 0.8
-    # and it is rotated: not the unrotated cloud
-    assert np.abs(pts - lp).max() > 0.1
+    # and it is rotated: not the unrotated cloud (upright: its heights kept)
+    assert (np.abs(pts - lp).max() > 0.1) == (rotation != "none")
+    if rotation == "upright":
+        np.testing.assert_allclose(pts[:, 1], lp[:, 1], atol=1e-6)
 
 
 def test_bounding_sphere_contains_every_corner():
@@ -298,7 +313,7 @@ def test_every_shape_is_its_split_source_image(builds, sources):
 def test_layout_is_modelnet_point_cloud_layout(builds):
     root = builds["a"]
     names = [vfm.class_name(c) for c in range(10)]
-    lists = {vfm.SHAPE_NAMES, vfm.list_name("train"), vfm.list_name("test")}
+    lists = {vfm.SHAPE_NAMES, vfm.list_name("train"), vfm.list_name("test"), vfm.BUILD_INFO}
     assert root.name == vfm.NAME and {p.name for p in root.iterdir()} == lists | set(names)
     assert sorted(p.name for p in root.parent.iterdir()) == [vfm.NAME]  # no temporary folder left behind
     ids = _ids(root, "train") + _ids(root, "test")
@@ -319,7 +334,7 @@ def test_real_shapes_lie_on_their_solid(builds, sources):
     chosen = vfm.choose_sources(sources.y_train, TRAIN, 0, "train")
     for c in (0, 5, 9):
         heights = vfm.solid_mask(x[chosen[c, 0]])
-        rot = vfm.random_rotation(vfm.shape_rng(0, "train", c, 0))
+        rot = vfm.upright_rotation(vfm.shape_rng(0, "train", c, 0))
         cloud = _parse(root / vfm.class_name(c) / f"{vfm.shape_id(c, 1)}.txt")
         _check_on_surface(_unrotate(cloud, rot, heights)[::4], heights, tol=5e-4)  # 6 decimals, x radius ~20
 
@@ -342,3 +357,18 @@ def test_cli_builds_a_tiny_dataset(tmp_path):
     root = tmp_path / vfm.NAME
     assert len(_ids(root, "train")) == 10 and len(_ids(root, "test")) == 20
     assert _parse(root / "bag" / "bag_0003.txt").shape == (100, 6)
+    assert json.loads((root / vfm.BUILD_INFO).read_text()) == dict(
+        train_per_class=1, test_per_class=2, seed=3, points=100, rotation="upright")
+    r = _cli("--out", str(tmp_path / "x"), "--rotation", "sideways")
+    assert r.returncode == 2 and "--rotation" in r.stderr and "so3" in r.stderr and "Traceback" not in r.stderr
+
+
+@needs_fmnist
+def test_a_demo_refuses_a_set_built_otherwise(tmp_path):
+    from common.demo import build_once
+    from common.errors import UserError
+    vfm.build(tmp_path, "data", train_per_class=1, test_per_class=1, points=50, progress=False, rotation="so3")
+    with pytest.raises(UserError, match=r"built with rotation so3; this table needs --rotation upright: rebuild it "
+                                        r"with python -m common.data.voxel_fmnist .* --overwrite --rotation upright"):
+        build_once(vfm, vfm.SHAPE_NAMES, str(tmp_path), rotation="upright")
+    build_once(vfm, vfm.SHAPE_NAMES, str(tmp_path), rotation="so3")  # the same settings: used as it is

@@ -41,6 +41,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -51,6 +52,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from ..cli import run_main
+from ..errors import UserError
 from . import offline
 from .images import FASHION_MNIST_CLASSES
 from .offline import NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_sources, refuse_existing
@@ -58,6 +60,7 @@ from .offline import NUM_CLASSES, SPLITS, Parser, SourceImages, check_int, load_
 NAME = "VoxelFashionMNIST"
 PREFIX = "voxelfmnist"
 SHAPE_NAMES = f"{PREFIX}_shape_names.txt"
+BUILD_INFO = f"{PREFIX}_build.json"  # the build's settings (not part of ModelNet's layout; its reader ignores it)
 POINTS = 2048
 THRESHOLD = 0.1  # a pixel is part of the silhouette when its intensity is above THRESHOLD * 255
 MIN_THICKNESS = 1.0  # z extent (in pixel units) of a column of intensity 0 ...
@@ -176,13 +179,27 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
                      [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
 
 
-def surface_points(image: np.ndarray, rng: np.random.Generator, n: int = POINTS) -> np.ndarray:
-    """(n, 6) float32 ``x, y, z, nx, ny, nz`` of one shape: ``R = random_rotation(rng)``, then ``p =
+def upright_rotation(rng: np.random.Generator) -> np.ndarray:
+    """(3, 3) float64 rotation about the vertical axis y (the garment's up) by a uniform random angle in [0, 2 pi),
+    as ModelNet's upright shapes are turned: one uniform draw."""
+    a = rng.uniform(0.0, 2 * np.pi)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+# how each shape is turned: uniformly in 3-D, about the vertical axis only, or not at all
+ROTATIONS = {"so3": random_rotation, "upright": upright_rotation, "none": lambda rng: np.eye(3)}
+ROTATION = "upright"
+
+
+def surface_points(image: np.ndarray, rng: np.random.Generator, n: int = POINTS,
+                   rotation: str = ROTATION) -> np.ndarray:
+    """(n, 6) float32 ``x, y, z, nx, ny, nz`` of one shape: ``R = ROTATIONS[rotation](rng)``, then ``p =
     sample_surface(solid_mask(image), rng, n)``; points are ``(p[:, :3] - centre) / radius @ R.T`` with
     (centre, radius) the :func:`bounding_sphere`, so that they fit the unit sphere, and normals
     ``p[:, 3:] @ R.T``."""
     heights = solid_mask(image)
-    rot = random_rotation(rng)
+    rot = ROTATIONS[rotation](rng)
     p = sample_surface(heights, rng, n)
     centre, radius = bounding_sphere(heights)
     xyz = ((p[:, :3] - centre) / radius) @ rot.T
@@ -242,7 +259,7 @@ def _save_points(points: np.ndarray, path: Path) -> None:
 
 def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", train_per_class: int = 100,
           test_per_class: int = 50, seed: int = 0, points: int = POINTS, overwrite: bool = False,
-          progress: bool = True) -> Path:
+          progress: bool = True, rotation: str = ROTATION) -> Path:
     """Write Voxel Fashion-MNIST into ``<out_root>/VoxelFashionMNIST`` (layout in the module docstring) and
     return that folder. ``train_per_class``/``test_per_class`` shapes per class from Fashion-MNIST's train/test
     split, ``points`` points each. The same arguments give byte-identical files. An existing dataset is replaced
@@ -251,6 +268,8 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
     test_per_class = check_int("--test_per_class", test_per_class, 1)
     points = check_int("--points", points, 1)
     seed = check_int("--seed", seed, 0)
+    if rotation not in ROTATIONS:
+        raise UserError(f"--rotation {rotation!r}: choose one of {', '.join(ROTATIONS)}")
     out_root = Path(out_root)
     target = out_root / NAME
     refuse_existing(target, overwrite)
@@ -260,26 +279,31 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
     shapes = plan(src, train_per_class, test_per_class, seed)
 
     with offline.atomic_folder(out_root, NAME, overwrite) as partial:
-        _write_shapes(partial, shapes, src, seed, points, progress)
+        _write_shapes(partial, shapes, src, seed, points, progress, rotation)
+        settings = dict(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, points=points,
+                        rotation=rotation)
+        (partial / BUILD_INFO).write_text(json.dumps(settings, indent=1) + "\n")
         (partial / SHAPE_NAMES).write_text("".join(f"{class_name(c)}\n" for c in range(NUM_CLASSES)))
         for split in SPLITS:
             (partial / list_name(split)).write_text("".join(f"{s.id}\n" for s in shapes if s.split == split))
 
     n_train = sum(s.split == "train" for s in shapes)
     print(f"wrote {target}: {n_train} train + {len(shapes) - n_train} test shapes ({NUM_CLASSES} classes, "
-          f"{train_per_class} train and {test_per_class} test per class), {points} points each, seed {seed}, "
+          f"{train_per_class} train and {test_per_class} test per class), {points} points each, rotation "
+          f"{rotation}, seed {seed}, "
           f"in {time.perf_counter() - started:.1f} s")
     return target
 
 
 def _write_shapes(root: Path, shapes: list[Shape], src: SourceImages, seed: int, points: int,
-                  progress: bool) -> None:
+                  progress: bool, rotation: str = ROTATION) -> None:
     from tqdm.auto import tqdm
 
     for c in range(NUM_CLASSES):
         (root / class_name(c)).mkdir()
     for s in tqdm(shapes, desc=f"{NAME} shapes", disable=not progress, file=sys.stderr):
-        cloud = surface_points(src.split(s.split)[0][s.source], shape_rng(seed, s.split, s.c, s.i), points)
+        cloud = surface_points(src.split(s.split)[0][s.source], shape_rng(seed, s.split, s.c, s.i), points,
+                               rotation)
         _save_points(cloud, root / class_name(s.c) / f"{s.id}.txt")
 
 
@@ -297,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test_per_class", type=int, default=50, help="test shapes per class")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--points", type=int, default=POINTS, help="surface points per shape")
+    p.add_argument("--rotation", default=ROTATION, choices=list(ROTATIONS),
+                   help="how each shape is turned: about the vertical axis (as ModelNet's upright shapes), "
+                        "uniformly in 3-D, or not at all")
     p.add_argument("--overwrite", action="store_true", help=f"replace an existing <out>/{NAME}")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bar")
     return p
@@ -305,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> Path:
     a = build_parser().parse_args(argv)
     return build(a.out, a.data_path, a.train_per_class, a.test_per_class, a.seed, a.points, a.overwrite,
-                 a.progress)
+                 a.progress, a.rotation)
 
 
 if __name__ == "__main__":

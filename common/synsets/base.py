@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 from typing import ClassVar, NamedTuple, Optional, Sequence
 
 import torch
@@ -161,14 +162,23 @@ def read_torch_file(path: str, what: str = "checkpoint", mmap: bool = False):
     errors for a missing, truncated or corrupted file and for one that needs arbitrary unpickling."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{what} {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK\x03\x04) or, in the legacy format, a pickle (protocol byte 0x80)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(f"cannot read {what} {path}: not a torch file (it starts with {head!r}; torch.save "
+                              f"writes a zip archive)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # pickle/zip errors come in many types
-        if "Weights only load failed" in str(e) or "Unsupported global" in str(e):
+        if "Unsupported global" in str(e):
             raise CheckpointError(f"cannot read {what} {path}: it holds Python objects other than tensors, lists and "
                                   f"dicts, and unpickling them could run arbitrary code (load it yourself if you trust "
                                   f"it, and save its tensors with torch.save)") from None
         msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "Weights only load failed" in str(e):  # keep the unpickler's reason, not PyTorch's advice to disable it
+            m = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
+            msg = m.group(1).strip() if m else "the unpickler refused it"
         raise CheckpointError(f"cannot read {what} {path} (truncated, corrupted or not a torch file): "
                               f"{type(e).__name__}: {msg[:200]}") from None
 

@@ -335,9 +335,15 @@ class DDiF(SynSet):
     def make_optimizer(self, lr: Optional[float] = None) -> FieldAdam:
         return FieldAdam(self.trainable(), lr=self.lr_nf if lr is None else lr, active=self.consume_touched)
 
-    def init_from_real(self, real, generator: torch.Generator, progress: bool = True) -> Tensor:
-        """Fit every field to one random real instance of its class (all fields at once)."""
-        targets = torch.cat([sample_real(real, c, self.n_per_class, generator) for c in range(self.num_classes)])
+    def init_targets(self, real, generator: torch.Generator) -> Tensor:
+        """The real instances the warm start fits, one per field in field order (drawn from ``generator``)."""
+        return torch.cat([sample_real(real, c, self.n_per_class, generator) for c in range(self.num_classes)])
+
+    def init_from_real(self, real, generator: torch.Generator, progress: bool = True,
+                       targets: Optional[Tensor] = None) -> Tensor:
+        """Fit every field to one random real instance of its class (all fields at once); ``targets``: those
+        :meth:`init_targets` drew already from ``generator``."""
+        targets = self.init_targets(real, generator) if targets is None else targets
         self.fit(targets.to(self.coords.device), self.epochs_init, self.lr_nf_init, generator, progress)
         return targets
 
