@@ -11,9 +11,12 @@ bottom face of every column (normals +z and -z) and the side walls where a colum
 background (normals +-x, +-y; the wall is the part of the taller column above the lower one, ``h'/2 <= |z| <=
 h/2``). ``points`` points (2048) are sampled on that surface uniformly by area, each with the outward unit normal
 of its face (:func:`sample_surface`). The shape is then centred on the centre of its bounding box, scaled so that
-its bounding sphere about that centre is the unit sphere (:func:`bounding_sphere`), and rotated by a uniform
-random 3-D rotation (a random unit quaternion, :func:`random_rotation`); normals get the same rotation
-(:func:`surface_points`). The label is the garment's class.
+its bounding sphere about that centre is the unit sphere (:func:`bounding_sphere`), and turned (``rotation``,
+:data:`ROTATIONS`): by default ``upright``, about the vertical axis y by a uniform random angle
+(:func:`upright_rotation`), as ModelNet's shapes stand upright and differ in heading; ``so3`` by a uniform random
+3-D rotation (a random unit quaternion, :func:`random_rotation`; the only choice before issue 22, too hard for a
+CPU table); ``none`` not at all. Normals get the same rotation (:func:`surface_points`). The label is the
+garment's class.
 
 Train shapes are made only from Fashion-MNIST's train split and test shapes only from its test split; every shape
 of a (split, class) uses a different source image. Everything is reproducible from ``seed``: the source images
@@ -27,6 +30,8 @@ On disk (:func:`build`), as ModelNet40's ``modelnet40_normal_resampled``::
     <out_root>/VoxelFashionMNIST/voxelfmnist_train.txt          shape ids, one a line
     <out_root>/VoxelFashionMNIST/voxelfmnist_test.txt
     <out_root>/VoxelFashionMNIST/<class>/<id>.txt               one point a line: x,y,z,nx,ny,nz (6 decimals)
+    <out_root>/VoxelFashionMNIST/voxelfmnist_build.json         the build's settings (not ModelNet's; ignored by
+                                                                its reader)
 
 Class names are :func:`class_name` (``t_shirt_top``, ``trouser``, ... ``ankle_boot``); a shape id is
 ``<class>_<NNNN>`` (:func:`shape_id`), numbered from 0001 per class over the train shapes then the test shapes,
