@@ -87,7 +87,8 @@ def main(argv=None):
             f"{evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
             f"{evaluation['n_test'] or 'all'} test shapes; "
             f"total {(time.time() - t_all) / 60:.1f} min")
-    publish(a.out, "\n\n".join([render_table(head, rows), *fits]), rows, f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
+    publish(a.out, "\n\n".join([render_table(head, rows), *fits]), rows,
+            f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
 
 
 def vfm_train_count(data_path: str) -> int:

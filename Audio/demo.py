@@ -84,7 +84,8 @@ def render(rows, protocol, model, proto, evaluation, seconds) -> str:
             f"storage (4,096 numbers per class), protocol '{protocol}': DM for {proto['Iteration']} iterations "
             f"(batch_real {proto['batch_real']}, no augmentation, DDiF warm start {proto['epochs_init']} steps); "
             f"{model} evaluation: {evaluation['num_eval']} networks x {evaluation['epoch_eval_train']} epochs, "
-            f"{evaluation['n_test'] or 'all'} test spectrograms (the whole training set: {WHOLE[protocol][0]} network(s) "
+            f"{evaluation['n_test'] or 'all'} test spectrograms (the whole training set: "
+            f"{WHOLE[protocol][0]} network(s) "
             f"x {WHOLE[protocol][1] + 1} passes); total {seconds / 60:.1f} min")
     return render_table(head, rows)
 

@@ -20,26 +20,26 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# each job: an evaluation of random real instances (no checkpoint needed), the entry script and its flags
+# each job: an evaluation of random real instances (no checkpoint needed), the entry module and its flags
 JOBS = {
-    "image": ["DM/eval.py", "--random_real", "--dataset", "FashionMNIST", "--ipc", "10", "--model", "ConvNet"],
-    "video96": ["Video/eval.py", "--random_real", "--dataset", "MovingFashionMNIST", "--ipc", "1", "--res", "96",
+    "image": ["DM.eval", "--random_real", "--dataset", "FashionMNIST", "--ipc", "10", "--model", "ConvNet"],
+    "video96": ["Video.eval", "--random_real", "--dataset", "MovingFashionMNIST", "--ipc", "1", "--res", "96",
                 "--model", "ConvNet3DW32", "--n_test", "200"],
-    "voxel": ["3D_Voxel/eval.py", "--random_real", "--dataset", "VoxelFashionMNIST", "--ipc", "1", "--res", "16",
+    "voxel": ["3D_Voxel.eval", "--random_real", "--dataset", "VoxelFashionMNIST", "--ipc", "1", "--res", "16",
               "--model", "Conv3DNetW32"],
 }
 MODES = {"glibc default": {"DDIF_MALLOC": "default"}, "kept for reuse": {}}
 
 
-# runs an entry script in this process and, at exit, writes the process's own resource usage to stderr
+# runs an entry module in this process (python -m, from the repository root) and, at exit, writes the process's
+# own resource usage to stderr
 WRAPPER = ("import atexit, resource, runpy, sys\n"
            "def usage():\n"
            "    u = resource.getrusage(resource.RUSAGE_SELF)\n"
            "    sys.stderr.write(f'\\nUSAGE {u.ru_utime} {u.ru_stime} {u.ru_minflt} {u.ru_maxrss}\\n')\n"
            "atexit.register(usage)\n"
            "sys.argv = sys.argv[1:]\n"
-           "sys.path.insert(0, '.')\n"
-           "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+           "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)\n")
 
 
 def run(argv: list[str], env_extra: dict) -> dict:

@@ -8,7 +8,6 @@ data is asked of the dataset's domain (:mod:`common.domains`). :func:`main` is e
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -107,13 +106,6 @@ def saved_init(payload: dict, synset: SynSet) -> tuple[torch.Tensor, torch.Tenso
     return payload["init_images"], payload.get("init_labels", synset.labels.cpu())
 
 
-def tensor_digest(x: Optional[torch.Tensor]) -> str:
-    """A short SHA-256 of a tensor's values ("" for None)."""
-    if x is None:
-        return ""
-    return hashlib.sha256(x.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
-
-
 def log_fit(synset: SynSet, targets: torch.Tensor, real: RealData, record: RunRecord) -> None:
     """A fitted warm start (DDiF): how close the decoded fields came to the real instances they fit."""
     with torch.no_grad():
@@ -126,7 +118,7 @@ def initialise(args, synset: SynSet, real: RealData, record: RunRecord) -> tuple
     it was initialised from and their labels (see :func:`shown`)."""
     g = torch.Generator().manual_seed(derive_seed(args.seed, "init"))
     targets = synset.init_targets(real, g) if synset.cached_init else None  # g then goes on to the fit
-    cache = init_cache_path(args, synset.config(), tensor_digest(targets)) if synset.cached_init else None
+    cache = init_cache_path(args, synset.config(), targets) if synset.cached_init else None
     if cache and os.path.exists(cache):
         try:
             payload = load_checkpoint(cache, "warm-start cache")

@@ -5,8 +5,8 @@ when it adapts it) with a fresh ``mmap`` and gives it back with ``munmap`` when 
 freed and allocated again at every batch, are zero-filled page by page by the kernel each time: an evaluation at
 96x96 spent a third of its CPU time in the kernel (hundreds of millions of minor page faults). :func:`configure`
 serves blocks up to 1 GiB from the heap and lets the heap keep up to 2 GiB of freed memory (instead of 128 KB),
-so a step reuses the pages of the step before. The cost: the resident set stays at its peak (freed memory is not handed back), which
-also counts the heap's fragmentation.
+so a step reuses the pages of the step before. The cost: the resident set stays at its peak (freed memory is
+not handed back), which also counts the heap's fragmentation.
 
 Called once at start-up by :func:`common.cli.run_main` (every entry script); ``DDIF_MALLOC=default`` leaves
 glibc's behaviour alone. A no-op where the C library is not glibc.

@@ -34,14 +34,16 @@ def expert_dir(args) -> str:
     return os.path.join(args.buffer_path, folder + ("" if args.zca else "_NO_ZCA"), args.model)
 
 
-def init_cache_path(args, synset_config: dict, targets_digest: str = "") -> str | None:
-    """Warm-started DDiF sets, keyed by everything that determines them, the digest of the real instances they
-    fit included (a dataset rebuilt or changed on disk under the same name is fitted again); None when caching is
-    off."""
+def init_cache_path(args, synset_config: dict, targets=None) -> str | None:
+    """Warm-started DDiF sets, keyed by everything that determines them, a SHA-256 of ``targets`` (the real
+    instances the fields fit) included, so that a dataset rebuilt or changed on disk under the same name is fitted
+    again; None when caching is off."""
     if not args.cache:
         return None
     key = dict(synset_config, dataset=args.dataset, subset=args.subset, res=args.res, zca=args.zca, seed=args.seed,
-               n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION, targets=targets_digest)
+               n_train_per_class=args.n_train_per_class, version=WARM_START_VERSION,
+               targets="" if targets is None else
+               hashlib.sha256(targets.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16])
     key.update(domain_of(args.dataset).cache_key(args))  # how the data were made (video: how clips were sampled)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return os.path.join(args.cache, f"ddif_init_{args.dataset}_ipc{args.ipc}_{digest}.pt")

@@ -144,10 +144,9 @@ def test_warm_start_cache_made_with_the_old_zca_is_refitted(tmp_path):
     with torch.no_grad():
         for p in legacy.parameters():
             p.fill_(0.25)
-    from common.distill import tensor_digest
     from common.utils import derive_seed
     targets = legacy.init_targets(real, torch.Generator().manual_seed(derive_seed(0, "init")))
-    cache = init_cache_path(args, legacy.config(), tensor_digest(targets))
+    cache = init_cache_path(args, legacy.config(), targets)
     torch_save({"synset": legacy.payload(), "init_images": real.images_train[:3]}, cache)  # no transform: old ZCA
     record = RunRecord(str(tmp_path / "run"), quiet=True)
     s = fresh()

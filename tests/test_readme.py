@@ -104,7 +104,7 @@ _HELP: dict[str, str] = {}
 def help_text(entry: str) -> str:
     """What ``python <entry> --help`` prints, run in this process (the entry's parser exits after printing)."""
     if entry not in _HELP:
-        out, argv, path = io.StringIO(), sys.argv[:], sys.path[:]
+        out, argv = io.StringIO(), sys.argv[:]
         try:
             with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as e, warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module was imported before
@@ -116,7 +116,7 @@ def help_text(entry: str) -> str:
                     runpy.run_path(str(ROOT / entry), run_name="__main__")
             assert e.value.code in (0, None), f"{entry} --help exited with {e.value.code}"
         finally:
-            sys.argv[:], sys.path[:] = argv, path
+            sys.argv[:] = argv
         _HELP[entry] = out.getvalue()
     return _HELP[entry]
 
