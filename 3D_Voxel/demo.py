@@ -62,7 +62,7 @@ def main(argv=None):
             if s == "ddif" and (fit := warm_start_fit(run)):
                 fits.append(f"DDiF warm start fit ({objective} run): {fit}.")
     common = ["--device", a.device, *flags(evaluation), "--no-progress"]
-    n_train = vfm_train_count(a.data_path)  # the ceiling: the same network trained on every training shape
+    n_train = vfm.train_count(a.data_path)  # the ceiling: the same network trained on every training shape
     rows.append(dict(whole_row(["--dataset", DATASET, "--res", str(res), "--data_path", a.data_path, "--device",
                                 a.device, *flags({k: evaluation[k] for k in ("num_eval", "n_test")})], model, n_train,
                                n_train // 10, res ** 3, whole_epochs, "shapes"), grid=""))
@@ -89,12 +89,6 @@ def main(argv=None):
             f"total {(time.time() - t_all) / 60:.1f} min")
     publish(a.out, "\n\n".join([render_table(head, rows), *fits]), rows,
             f"projection grids: {a.out}/*/{DATASET}_res{res}/*/imgs/")
-
-
-def vfm_train_count(data_path: str) -> int:
-    """How many training shapes the offline set holds (its train list)."""
-    with open(os.path.join(data_path, vfm.NAME, vfm.list_name("train"))) as f:
-        return sum(1 for line in f if line.strip())
 
 
 if __name__ == "__main__":

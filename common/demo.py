@@ -28,14 +28,16 @@ def prepare(out: str, device: str, build: Optional[Callable[[], None]] = None) -
             shutil.rmtree(out, ignore_errors=True)
 
 
-def build_once(module, marker: str, data_path: str, **settings) -> None:
+def build_once(module, marker: str, data_path: str, source_path: Optional[str] = None, **settings) -> None:
     """Build the offline dataset ``module`` (common.data.moving_fmnist or voxel_fmnist) in ``data_path`` with
-    ``settings`` unless its folder already holds ``marker``, a file the build writes. A module that records its
+    ``settings`` unless its folder already holds ``marker``, a file the build writes; Fashion-MNIST is read from
+    ``source_path`` (default ``data_path``; the Debian path is always looked in too). A module that records its
     build (``BUILD_INFO``) must have been built with ``settings``: otherwise a one-line error says how to rebuild."""
+    source_path = source_path or data_path
     root = Path(data_path) / module.NAME
     if not (root / marker).is_file():
         print(f"building {module.NAME} in {data_path} (once)")
-        module.build(data_path, data_path=data_path, progress=True, **settings)
+        module.build(data_path, data_path=source_path, progress=True, **settings)
         return
     info = getattr(module, "BUILD_INFO", None)
     if info and settings:
@@ -45,7 +47,7 @@ def build_once(module, marker: str, data_path: str, **settings) -> None:
             wanted = " ".join(f"--{k} {v}" for k, v in differ.items())
             found = ", ".join(f"{k} {built.get(k, 'unrecorded')}" for k in differ)
             raise UserError(f"{root} was built with {found}; this table needs {wanted}: rebuild it with python -m "
-                            f"{module.__name__} --data_path {data_path} --out {data_path} --overwrite {wanted}")
+                            f"{module.__name__} --data_path {source_path} --out {data_path} --overwrite {wanted}")
 
 
 def publish(out: str, table: str, rows: list, where: str) -> None:

@@ -199,7 +199,8 @@ def test_every_clip_is_its_split_source_image_moving(builds, sources):
 @needs_fmnist
 def test_layout_is_ucf_frames_layout(builds):
     root = builds["a"]
-    assert root.name == mfm.NAME and sorted(p.name for p in root.iterdir()) == sorted([mfm.CSV_NAME, mfm.FRAMES_DIR])
+    assert root.name == mfm.NAME and sorted(p.name for p in root.iterdir()) == sorted([mfm.CSV_NAME, mfm.FRAMES_DIR,
+                                                                                        mfm.BUILD_INFO])
     assert sorted(p.name for p in root.parent.iterdir()) == [mfm.NAME]  # no temporary folder left behind
     rows = _rows(root)
     assert sorted(p.name for p in (root / mfm.FRAMES_DIR).iterdir()) == sorted(r["folder_name"] for r in rows)
@@ -210,6 +211,9 @@ def test_layout_is_ucf_frames_layout(builds):
         for name in names:
             with Image.open(folder / name) as im:
                 assert im.format == "PNG" and im.mode == "L" and im.size == (64, 64)
+    assert json.loads((root / mfm.BUILD_INFO).read_text()) == dict(train_per_class=TRAIN, test_per_class=TEST, seed=0,
+                                                                   frames=16, size=64)
+    assert mfm.train_count(root.parent) == 10 * TRAIN
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -387,3 +391,20 @@ def test_cli_unparsable_value_is_a_user_error(kind, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "abc" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+@needs_fmnist
+def test_a_demo_builds_its_own_set_once_and_refuses_one_built_otherwise(tmp_path):
+    from common.demo import build_once
+    root = tmp_path / "demo_root"
+    build_once(mfm, mfm.CSV_NAME, str(root), source_path="data", train_per_class=1, test_per_class=1, frames=2,
+               size=30)  # Fashion-MNIST read from source_path (or the Debian path), the set written under root
+    assert mfm.train_count(root) == 10 and (root / mfm.NAME / mfm.BUILD_INFO).is_file()
+    build_once(mfm, mfm.CSV_NAME, str(root), source_path="data", frames=2, size=30)  # the same: used as it is
+    with pytest.raises(UserError, match=r"built with size 30; this table needs --size 48: rebuild it with python -m "
+                                        r"common.data.moving_fmnist --data_path data --out .*demo_root --overwrite "
+                                        r"--size 48$"):
+        build_once(mfm, mfm.CSV_NAME, str(root), source_path="data", frames=2, size=48)
+    (root / mfm.NAME / mfm.BUILD_INFO).unlink()  # a set built before the build was recorded
+    with pytest.raises(UserError, match="built with size unrecorded"):
+        build_once(mfm, mfm.CSV_NAME, str(root), size=30)

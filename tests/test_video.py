@@ -283,6 +283,8 @@ def test_the_video_demo_runs_every_row(tmp_path, mfm_root):
           TEST_DEVICE])
     rows = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert [r["method"] for r in rows] == ["ddif + DM", "ddif + DM, frames shuffled", "fred + DM", "pixel + DM",
-                                           "random real"]
+                                           "whole training set (60 clips, 1 epoch)", "random real"]
+    assert rows[4]["per_class"] == 6 and rows[4]["numbers"] == 60 * 8 * 48 * 48  # the fixture's 6 clips per class
     table = (tmp_path / "demo" / "results.md").read_text()
     assert "| ddif + DM, frames shuffled |" in table and "Model selection: none." in table
+    assert "Moving Fashion-MNIST (8 frames of 48x48)" in table and "DDiF warm start fit: PSNR" in table

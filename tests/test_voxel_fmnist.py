@@ -359,6 +359,7 @@ def test_cli_builds_a_tiny_dataset(tmp_path):
     assert _parse(root / "bag" / "bag_0003.txt").shape == (100, 6)
     assert json.loads((root / vfm.BUILD_INFO).read_text()) == dict(
         train_per_class=1, test_per_class=2, seed=3, points=100, rotation="upright")
+    assert vfm.train_count(tmp_path) == 10
     r = _cli("--out", str(tmp_path / "x"), "--rotation", "sideways")
     assert r.returncode == 2 and "--rotation" in r.stderr and "so3" in r.stderr and "Traceback" not in r.stderr
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -56,6 +57,7 @@ NAME = "MovingFashionMNIST"
 CSV_NAME = "movingfmnist_splits.csv"
 FRAMES_DIR = "jpegs_112"  # UCF101's folder name, kept so that the layout is exactly UCF101's
 CSV_HEADER = ("folder_name", "label", "split")
+BUILD_INFO = "movingfmnist_build.json"  # the build's settings (not part of UCF101's layout; its loader ignores it)
 SIZE = 64
 FRAMES = 16
 SPEED = (2.0, 5.0)  # px per frame, drawn uniformly
@@ -211,6 +213,9 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(CSV_HEADER)
             writer.writerows((folder_name(j.c, j.split, j.i), class_label(j.c), j.split) for j in jobs)
+        settings = dict(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, frames=frames,
+                        size=size)
+        (partial / BUILD_INFO).write_text(json.dumps(settings, indent=1) + "\n")
 
     n_pixels = n_train * frames * size * size
     mean = total / n_pixels / 255
@@ -221,6 +226,12 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
           f"in {time.perf_counter() - started:.1f} s")
     print(f"train pixels in [0, 1]: mean {mean:.4f} std {std:.4f}")
     return target
+
+
+def train_count(data_path: str | os.PathLike) -> int:
+    """How many training clips the set in ``<data_path>/MovingFashionMNIST`` holds (its split file)."""
+    with open(Path(data_path) / NAME / CSV_NAME, newline="") as f:
+        return sum(1 for row in csv.DictReader(f) if row["split"] == "train")
 
 
 def _write_clips(root: Path, jobs: list[_Job], src: SourceImages, seed: int, size: int, frames: int, workers: int,

@@ -258,6 +258,12 @@ def plan(src: SourceImages, train_per_class: int, test_per_class: int, seed: int
     return shapes
 
 
+def train_count(data_path: str | os.PathLike) -> int:
+    """How many training shapes the set in ``<data_path>/VoxelFashionMNIST`` holds (its train list)."""
+    with open(Path(data_path) / NAME / list_name("train")) as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _save_points(points: np.ndarray, path: Path) -> None:
     path.write_bytes(format_points(points).encode("ascii"))
 
