@@ -373,3 +373,21 @@ def test_resume_checkpoint_and_eval_refuse_a_set_made_with_the_old_zca(tmp_path)
                                                     str(tmp_path / "runs"), "--exp_name", "z", "--resume"])
     with pytest.raises(UserError, match="ZCA-whitened mean/std-normalised images"):
         eval_main(["--ckpt", str(ckpt), "--no_eval", "--device", "cpu"])
+
+
+def test_the_warm_start_fit_is_measured_class_by_class_as_over_the_whole_set(tmp_path):
+    """log_fit decodes one class at a time; its PSNR (mean and lowest, over the targets' range) is the whole set's."""
+    import re
+    from common.distill import log_fit
+    real = _fake_real(zca=False)
+    s = DDiF(3, 1, (6, 6), ipc=2, dipc=2, layer_size=3, epochs_init=5, lr_nf_init=1e-2)
+    targets = s.init_from_real(real, torch.Generator().manual_seed(0), progress=False)
+    record = RunRecord(str(tmp_path / "run"), quiet=True)
+    log_fit(s, targets, real, record)
+    found = re.search(r"warm start fit: PSNR (\S+) dB \(lowest (\S+)\) over the 6 instances",
+                      (tmp_path / "run" / "log.txt").read_text())
+    with torch.no_grad():
+        mse = ((s.get()[0] - targets) ** 2).flatten(1).mean(1)
+    psnr = 10 * torch.log10((targets.max() - targets.min()) ** 2 / mse)
+    assert found and (float(found[1]), float(found[2])) == (round(psnr.mean().item(), 1), round(psnr.min().item(), 1))
+    assert psnr.max() - psnr.min() > 0.5  # the instances differ, so a per-class mix-up would show

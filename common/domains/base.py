@@ -124,14 +124,17 @@ class Domain:
     def save_visuals(self, images: Tensor, labels: Tensor, folder: str, stem: str, real: RealData) -> list[str]:
         raise NotImplementedError
 
-    def fit_summary(self, decoded: Tensor, targets: Tensor, real: RealData) -> str:
-        """How closely a warm start's decoded instances match the real ones they were fitted to, as one phrase for
-        the log: the PSNR of each instance over the targets' value range (max - min of all targets)."""
+    def fit_metrics(self, decoded: Tensor, targets: Tensor, real: RealData, peak: float) -> dict[str, Tensor]:
+        """How closely some of a warm start's decoded instances match the real ones they were fitted to, per
+        instance: the PSNR over ``peak`` (the value range, max - min, of all the targets)."""
         x, y = decoded.detach().float().cpu(), targets.detach().float().cpu()
-        peak = float(y.max() - y.min()) or 1.0
         mse = ((x - y) ** 2).flatten(1).mean(1).clamp_min(1e-12)
-        psnr = 10 * torch.log10(peak ** 2 / mse)
-        return f"PSNR {psnr.mean():.1f} dB (lowest {psnr.min():.1f}) over the {len(x)} instances"
+        return {"PSNR": 10 * torch.log10((peak or 1.0) ** 2 / mse)}
+
+    def fit_summary(self, metrics: dict[str, Tensor]) -> str:
+        """:meth:`fit_metrics` over every instance, as one phrase for the log."""
+        psnr = metrics["PSNR"]
+        return f"PSNR {psnr.mean():.1f} dB (lowest {psnr.min():.1f}) over the {len(psnr)} instances"
 
     def export_one(self, shown: Tensor, decoded: Tensor, label: int, path_stem: str) -> None:
         """Write one instance (``shown``: in [0, 1] for display; ``decoded``: as decoded) at ``path_stem`` + ext."""

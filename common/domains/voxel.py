@@ -43,12 +43,16 @@ class VoxelDomain(Domain):
         return [save_voxel_grid(x, labels, os.path.join(folder, f"{stem}.png"), mean=real.mean, std=real.std,
                                 zca=real.zca)]
 
-    def fit_summary(self, decoded: Tensor, targets: Tensor, real: RealData) -> str:
+    def fit_metrics(self, decoded: Tensor, targets: Tensor, real: RealData, peak: float) -> dict[str, Tensor]:
         """The PSNR, and the IoU of the occupied voxels (above 0.5 once the normalisation is undone)."""
         x = to_display(decoded, real.mean, real.std) > 0.5
         y = to_display(targets, real.mean, real.std) > 0.5
         iou = (x & y).flatten(1).sum(1) / (x | y).flatten(1).sum(1).clamp_min(1)
-        return f"{super().fit_summary(decoded, targets, real)}; occupancy IoU {iou.mean():.3f} (lowest {iou.min():.3f})"
+        return dict(super().fit_metrics(decoded, targets, real, peak), IoU=iou)
+
+    def fit_summary(self, metrics: dict[str, Tensor]) -> str:
+        iou = metrics["IoU"]
+        return f"{super().fit_summary(metrics)}; occupancy IoU {iou.mean():.3f} (lowest {iou.min():.3f})"
 
     def export_one(self, shown: Tensor, decoded: Tensor, label: int, path_stem: str) -> None:
         """A .npy grid (float16, as decoded) and a PNG of its three projections."""
