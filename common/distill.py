@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import dist
+from . import dist, malloc
 from .args import build_parser, resolve_args, synset_config
 from .augment import DSA
 from .atomic import torch_save, write_text
@@ -74,6 +74,7 @@ def load_real(args, test_only: bool = False) -> RealData:
                        progress=getattr(args, "progress", False), test_only=test_only)
     if args.n_train_per_class or args.n_test:
         real = real.restrict(args.n_train_per_class, args.n_test, seed=args.seed)
+    malloc.release()  # the loader's temporary copies are freed: their pages go back
     return real
 
 

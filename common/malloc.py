@@ -5,8 +5,10 @@ when it adapts it) with a fresh ``mmap`` and gives it back with ``munmap`` when 
 freed and allocated again at every batch, are zero-filled page by page by the kernel each time: an evaluation at
 96x96 spent a third of its CPU time in the kernel (hundreds of millions of minor page faults). :func:`configure`
 serves blocks up to 1 GiB from the heap and lets the heap keep up to 2 GiB of freed memory (instead of 128 KB),
-so a step reuses the pages of the step before. The cost: the resident set stays at its peak (freed memory is
-not handed back), which also counts the heap's fragmentation.
+so a step reuses the pages of the step before. The cost: freed memory is not handed back, so the resident set
+also counts the heap's free blocks. :func:`release` hands them back (``malloc_trim``) between phases whose blocks
+differ in size -- after the data is loaded, around each evaluation network -- which keeps the peak near glibc's
+default at the price of faulting those pages back once per phase.
 
 Called once at start-up by :func:`common.cli.run_main` (every entry script); ``DDIF_MALLOC=default`` leaves
 glibc's behaviour alone. A no-op where the C library is not glibc.
@@ -26,6 +28,7 @@ MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap
 TRIM_THRESHOLD = 2 ** 31 - 1  # (mallopt takes an int) give the top of the heap back only above 2 GiB free
 
 _done: list[bool] = []
+_libc: list = []
 
 
 def configure() -> bool:
@@ -40,7 +43,16 @@ def configure() -> bool:
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
             ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
             ok = ok and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            if ok:
+                _libc.append(libc)
         except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
             ok = False
     _done.append(ok)
     return ok
+
+
+def release() -> None:
+    """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``), where :func:`configure` keeps
+    them; otherwise nothing (glibc's default behaviour already gives large blocks back)."""
+    if _libc:
+        _libc[0].malloc_trim(0)
