@@ -20,8 +20,8 @@ import time
 
 from common.cli import run_main
 from common.data import voxel_fmnist as vfm
-from common.demo import (build_once, distil_row, find_run, flags, prepare, publish, render_table, run_summary,
-                         warm_start_fit, whole_row)
+from common.demo import (build_once, distil_row, find_run, flags, prepare, publish, random_real_row, render_table,
+                         run_summary, warm_start_fit, whole_row)
 from common.eval_main import main as eval_main
 
 PROTOCOLS = {
@@ -67,12 +67,9 @@ def main(argv=None):
                                 a.device, *flags({k: evaluation[k] for k in ("num_eval", "n_test")})], model, n_train,
                                n_train // 10, res ** 3, whole_epochs, "shapes"), grid=""))
     for r in (res, 2 * res):
-        t = time.time()
-        result = eval_main(["--random_real", "--dataset", DATASET, "--ipc", "1", "--model", model, "--res", str(r),
-                            "--data_path", a.data_path, *common])
-        mean, std = result[model]
-        rows.append(dict(method=f"random real{'' if r == res else f' at {r}^3'}", per_class=1,
-                         numbers=r ** 3 * 10, acc_mean=mean, acc_std=std, seconds=time.time() - t, grid=""))
+        rows.append(dict(random_real_row(["--dataset", DATASET, "--res", str(r), "--data_path", a.data_path, *common],
+                                         model, r ** 3 * 10, f"random real{'' if r == res else f' at {r}^3'}"),
+                         grid=""))
         if r != res and "DM" in a.objectives:  # the DM DDiF set, decoded at 2 * res, against shapes at 2 * res
             t = time.time()
             run = find_run(a.out, "DM", DATASET, "ddif")

@@ -8,8 +8,7 @@ import argparse
 import time
 
 from common.cli import run_main
-from common.demo import distil_row, flags, prepare, publish, render_table
-from common.eval_main import main as eval_main
+from common.demo import distil_row, flags, prepare, publish, random_real_row, render_table
 from DM.main_DM import main as dm_main
 
 DEMO = dict(Iteration=100, batch_real=32, epochs_init=2000, num_eval=2, epoch_eval_train=100, n_test=2000)
@@ -29,13 +28,10 @@ def main(argv=None):
     rows, t_all = [], time.time()
     for s in SYNSETS:
         rows.append(distil_row(dm_main, common, a.out, "DM", "FashionMNIST", s)[0])
-    t = time.time()
-    res = eval_main(["--random_real", "--dataset", "FashionMNIST", "--ipc", "1", "--model", "ConvNet",
-                     "--device", a.device, "--data_path", a.data_path, "--num_eval", str(DEMO["num_eval"]),
-                     "--epoch_eval_train", str(DEMO["epoch_eval_train"]), "--n_test", str(DEMO["n_test"])])
-    mean, std = res["ConvNet"]
-    rows.append(dict(method="random real", per_class=1, numbers=7840, acc_mean=mean, acc_std=std,
-                     seconds=time.time() - t, grid=""))
+    rows.append(dict(random_real_row(["--dataset", "FashionMNIST", "--device", a.device, "--data_path", a.data_path,
+                                      "--num_eval", str(DEMO["num_eval"]), "--epoch_eval_train",
+                                      str(DEMO["epoch_eval_train"]), "--n_test", str(DEMO["n_test"])], "ConvNet",
+                                     7840), grid=""))
     publish(a.out, render(rows, time.time() - t_all), rows, f"image grids: {a.out}/DM/FashionMNIST/*/imgs/")
 
 

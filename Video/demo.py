@@ -22,7 +22,8 @@ import time
 
 from common.cli import run_main
 from common.data import moving_fmnist as mfm
-from common.demo import build_once, distil_row, flags, prepare, publish, render_table, warm_start_fit, whole_row
+from common.demo import (build_once, distil_row, flags, prepare, publish, random_real_row, render_table,
+                         warm_start_fit, whole_row)
 from common.eval_main import main as eval_main
 from Video.main_DM import main as dm_main
 
@@ -83,11 +84,8 @@ def main(argv=None):
     n_train = mfm.train_count(a.data_path)  # the ceiling: the same network trained on every training clip
     rows.append(dict(whole_row(data + flags({k: evaluation[k] for k in ("num_eval", "n_test")}), model, n_train,
                                n_train // 10, frames * res * res, whole_epochs, "clips"), gif=""))
-    t = time.time()
-    result = eval_main(["--random_real", "--ipc", "1", "--model", model, *data, *flags(evaluation), "--no-progress"])
-    mean, std = result[model]
-    rows.append(dict(method="random real", per_class=1, numbers=frames * res * res * 10, acc_mean=mean,
-                     acc_std=std, seconds=time.time() - t, gif=""))
+    rows.append(dict(random_real_row([*data, *flags(evaluation), "--no-progress"], model, frames * res * res * 10),
+                     gif=""))
     head = (f"Moving Fashion-MNIST ({frames} frames of {res}x{res}), 1 clip per class (budget {frames}x{res}x{res} = "
             f"{frames * res * res:,} numbers per class), protocol '{a.protocol}': DM for {proto['Iteration']} "
             f"iterations (batch_real {proto['batch_real']}, no DSA, DDiF warm start {proto['epochs_init']} steps at "

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 
 from . import dist
 from .atomic import write_text
+from .data.offline import read_build_info
 from .errors import UserError
 from .eval_main import main as eval_main
 
@@ -41,7 +42,7 @@ def build_once(module, marker: str, data_path: str, source_path: Optional[str] =
         return
     info = getattr(module, "BUILD_INFO", None)
     if info and settings:
-        built = json.loads((root / info).read_text()) if (root / info).is_file() else {}
+        built = read_build_info(root, info)
         differ = {k: v for k, v in settings.items() if built.get(k) != v}
         if differ:
             wanted = " ".join(f"--{k} {v}" for k, v in differ.items())
@@ -101,6 +102,14 @@ def whole_row(eval_argv: list, model: str, n_train: int, per_class: int, numbers
     return dict(method=f"whole training set ({n_train} {noun}, {epochs} epoch{'s' if epochs != 1 else ''})",
                 per_class=per_class, numbers=n_train * numbers_each, acc_mean=mean, acc_std=std,
                 seconds=time.time() - t)
+
+
+def random_real_row(eval_argv: list, model: str, numbers: int, method: str = "random real") -> dict:
+    """The baseline row: ``model`` networks trained on one random real instance per class (``eval.py
+    --random_real --ipc 1``; ``eval_argv`` names the dataset, device and evaluation), ``numbers`` stored."""
+    t = time.time()
+    mean, std = eval_main(["--random_real", "--ipc", "1", "--model", model, *eval_argv])[model]
+    return dict(method=method, per_class=1, numbers=numbers, acc_mean=mean, acc_std=std, seconds=time.time() - t)
 
 
 def distil_row(main, argv: list, out: str, objective: str, dataset: str, synset: str, picture: str = "grid",

@@ -27,32 +27,28 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap
 TRIM_THRESHOLD = 2 ** 31 - 1  # (mallopt takes an int) give the top of the heap back only above 2 GiB free
 
-_done: list[bool] = []
-_libc: list = []
+_libc: dict = {}  # "libc": glibc once configure() has set the thresholds, None where it could not
 
 
 def configure() -> bool:
     """Set the two thresholds once per process; True when glibc took them."""
-    if _done:
-        return _done[0]
-    ok = False
+    if "libc" in _libc:
+        return _libc["libc"] is not None
+    _libc["libc"] = None
     if sys.platform.startswith("linux") and os.environ.get("DDIF_MALLOC", "") != "default":
         try:
             libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
             mallopt = libc.mallopt
             mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-            ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
-            ok = ok and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-            if ok:
-                _libc.append(libc)
+            if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD):
+                _libc["libc"] = libc
         except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
-            ok = False
-    _done.append(ok)
-    return ok
+            pass
+    return _libc["libc"] is not None
 
 
 def release() -> None:
     """Hand the heap's free pages back to the kernel (glibc's ``malloc_trim(0)``), where :func:`configure` keeps
     them; otherwise nothing (glibc's default behaviour already gives large blocks back)."""
-    if _libc:
-        _libc[0].malloc_trim(0)
+    if _libc.get("libc") is not None:
+        _libc["libc"].malloc_trim(0)

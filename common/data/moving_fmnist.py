@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 import os
 import re
@@ -215,7 +214,7 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
             writer.writerows((folder_name(j.c, j.split, j.i), class_label(j.c), j.split) for j in jobs)
         settings = dict(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, frames=frames,
                         size=size)
-        (partial / BUILD_INFO).write_text(json.dumps(settings, indent=1) + "\n")
+        offline.write_build_info(partial, BUILD_INFO, settings)
 
     n_pixels = n_train * frames * size * size
     mean = total / n_pixels / 255

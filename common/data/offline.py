@@ -4,6 +4,7 @@ parser, and building a dataset folder atomically."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -108,3 +109,14 @@ def _move_into_place(partial: Path, target: Path, name: str, overwrite: bool) ->
         old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+def write_build_info(folder: Path, name: str, settings: dict) -> None:
+    """Record a build's ``settings`` in ``folder``/``name`` (JSON; what :func:`read_build_info` returns)."""
+    (folder / name).write_text(json.dumps(settings, indent=1) + "\n")
+
+
+def read_build_info(folder: Path, name: str) -> dict:
+    """The settings a build recorded with :func:`write_build_info`; {} for a set built before builds were recorded."""
+    path = folder / name
+    return json.loads(path.read_text()) if path.is_file() else {}

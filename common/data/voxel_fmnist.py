@@ -46,7 +46,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -293,7 +292,7 @@ def build(out_root: str | os.PathLike, data_path: str | os.PathLike = "data", tr
         _write_shapes(partial, shapes, src, seed, points, progress, rotation)
         settings = dict(train_per_class=train_per_class, test_per_class=test_per_class, seed=seed, points=points,
                         rotation=rotation)
-        (partial / BUILD_INFO).write_text(json.dumps(settings, indent=1) + "\n")
+        offline.write_build_info(partial, BUILD_INFO, settings)
         (partial / SHAPE_NAMES).write_text("".join(f"{class_name(c)}\n" for c in range(NUM_CLASSES)))
         for split in SPLITS:
             (partial / list_name(split)).write_text("".join(f"{s.id}\n" for s in shapes if s.split == split))
