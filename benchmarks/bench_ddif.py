@@ -173,9 +173,16 @@ def child(variant: str, mode: str, config: str, device: str, steps: int, loop_fi
     return dict(seconds=per_step, peak_bytes=max(peak, 0), fields=n, timed_fields=fields, ppf=ppf)
 
 
+def child_env() -> dict:
+    """The environment for a benchmark's child process: this one's, with the repository on PYTHONPATH (the
+    child imports ``common`` where the repository is not installed, e.g. a bare GPU machine)."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")])))
+
+
 def run_child(*args) -> dict:
     cmd = [sys.executable, __file__, "--child", *map(str, args)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ.copy())
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=child_env())
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

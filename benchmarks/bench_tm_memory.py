@@ -31,6 +31,8 @@ import subprocess
 import sys
 import time
 
+from bench_ddif import child_env
+
 CASES = {  # name: (synset, classes, channel, size, ipc, DDiF layer_size, table syn_steps, batch_syn)
     "fmnist_ipc1_ddif": ("ddif", 10, 1, (28, 28), 1, 6, 50, 0),
     "cifar10_ipc10_pixel": ("pixel", 10, 3, (32, 32), 10, None, 60, 100),
@@ -100,7 +102,7 @@ def child(case: str, method: str, syn_steps: int, batch_syn: int, device: str, m
 def run_child(case, method, syn_steps, batch_syn, device, model) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--child", case, method, str(syn_steps), str(batch_syn),
            device, model]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    out = subprocess.run(cmd, capture_output=True, text=True, env=child_env())
     if out.returncode != 0:
         return dict(error=(out.stderr.strip().splitlines() or ["killed"])[-1][:120])
     return json.loads(out.stdout.strip().splitlines()[-1])

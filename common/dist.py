@@ -13,9 +13,12 @@ together by :func:`gather_objects` or summed by :func:`all_reduce_sum_`.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import os
+import pickle
+import time
 from typing import Sequence
 
 import torch
@@ -108,13 +111,58 @@ def shard(items: Sequence, r: int | None = None, n: int | None = None) -> list:
     return [x for i, x in enumerate(items) if i % n == r]
 
 
+# A backend's worker thread (gloo's run loop, NCCL's watchdog) drops its references to a collective's tensors
+# after it has woken the caller, and the last C++ reference to a tensor that Python also holds takes the GIL to
+# let go of the Python object. If the process has begun to exit by then, Python stops the thread as it takes the
+# GIL and the process aborts ("terminate called without an active exception": one two-process eval.py run in
+# about twelve here). So the tensors of the last collectives are kept, and finish() waits until no worker holds
+# them before the process exits.
+_recent: collections.deque = collections.deque(maxlen=4)
+
+
+def _run(collective, *tensors) -> None:
+    """``collective(*tensors)``, a torch.distributed call that waits; its tensors (or lists of them) are kept
+    for :func:`finish`."""
+    collective(*tensors)
+    _recent.append([t for x in tensors for t in (x if isinstance(x, (list, tuple)) else [x])])
+
+
+def _wait_for_workers(limit_s: float = 10.0) -> None:
+    """Until the backend's threads hold none of the last collectives' tensors (each tensor's only reference is
+    its Python object's), sleeping -- which hands the GIL to a thread that waits for it; at most ``limit_s``."""
+    end = time.monotonic() + limit_s
+    while any(t._use_count() > 1 for ts in _recent for t in ts) and time.monotonic() < end:
+        time.sleep(0.001)
+    _recent.clear()
+
+
+def _collective_device() -> torch.device:
+    """Where the collectives' own tensors live: this process's GPU with NCCL, the CPU otherwise."""
+    return torch.device("cuda", torch.cuda.current_device()) if backend() == "nccl" else torch.device("cpu")
+
+
+def _to_bytes(obj) -> torch.Tensor:
+    return torch.frombuffer(bytearray(pickle.dumps(obj)), dtype=torch.uint8).to(_collective_device())
+
+
+def _from_bytes(t: torch.Tensor, n: int):
+    return pickle.loads(t[:n].cpu().numpy().tobytes())
+
+
 def gather_objects(obj) -> list:
-    """Every rank's ``obj``, in rank order (one process: [obj])."""
+    """Every rank's ``obj`` (picklable), in rank order (one process: [obj])."""
     if world_size() == 1:
         return [obj]
-    out = [None] * world_size()
-    dist.all_gather_object(out, obj)
-    return out
+    device, n = _collective_device(), world_size()
+    data = _to_bytes(obj)
+    sizes = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(n)]
+    _run(dist.all_gather, sizes, torch.tensor([data.numel()], dtype=torch.int64, device=device))
+    lengths = [int(s.item()) for s in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=device)
+    padded[:data.numel()] = data
+    parts = [torch.empty_like(padded) for _ in range(n)]
+    _run(dist.all_gather, parts, padded)
+    return [_from_bytes(p, k) for p, k in zip(parts, lengths)]
 
 
 def _in_one_message(tensors: list[torch.Tensor], collective) -> None:
@@ -127,7 +175,7 @@ def _in_one_message(tensors: list[torch.Tensor], collective) -> None:
         flat = torch.cat([t.detach().reshape(-1) for t in group])
         via_cpu = flat.is_cuda and dist.get_backend() == "gloo"
         buf = flat.cpu() if via_cpu else flat
-        collective(buf)
+        _run(collective, buf)
         flat = buf.to(flat.device) if via_cpu else buf
         with torch.no_grad():
             for t, part in zip(group, flat.split([t.numel() for t in group])):
@@ -168,9 +216,8 @@ def sum_scalar(x: float) -> float:
     """``x`` summed over the ranks (in float64)."""
     if world_size() == 1:
         return x
-    device = torch.device("cuda", torch.cuda.current_device()) if backend() == "nccl" else torch.device("cpu")
-    t = torch.tensor([float(x)], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t = torch.tensor([float(x)], dtype=torch.float64, device=_collective_device())
+    _run(lambda t: dist.all_reduce(t, op=dist.ReduceOp.SUM), t)
     return float(t.item())
 
 
@@ -178,9 +225,14 @@ def broadcast_object(obj=None, src: int = 0):
     """Rank ``src``'s ``obj`` on every rank (one process: ``obj``). Tensors in it should be on the CPU."""
     if world_size() == 1:
         return obj
-    box = [to_cpu(obj) if rank() == src else None]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
+    device = _collective_device()
+    data = _to_bytes(to_cpu(obj)) if rank() == src else None
+    size = torch.tensor([0 if data is None else data.numel()], dtype=torch.int64, device=device)
+    _run(lambda t: dist.broadcast(t, src=src), size)
+    if data is None:
+        data = torch.empty(int(size.item()), dtype=torch.uint8, device=device)
+    _run(lambda t: dist.broadcast(t, src=src), data)
+    return _from_bytes(data, data.numel())
 
 
 def to_cpu(obj):
@@ -218,6 +270,8 @@ def barrier() -> None:
 
 
 def finish() -> None:
-    """Leave the process group (at the end of a torchrun process)."""
+    """Leave the process group (at the end of a torchrun process), once the backend's threads are done with
+    the last collectives' tensors (see ``_recent``)."""
     if dist.is_initialized():
+        _wait_for_workers()
         dist.destroy_process_group()

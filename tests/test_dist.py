@@ -22,6 +22,26 @@ def test_single_process_helpers_are_no_ops():
     dist.barrier()
 
 
+def test_finish_waits_until_no_other_reference_holds_the_last_collectives_tensors():
+    import threading
+
+    import torch
+    t = torch.zeros(3)
+    other = [t.view(3)]  # a C++ reference to t, as a backend's finished work holds until its thread drops it
+    assert t._use_count() == 2
+    dist._recent.clear()
+    dist._run(lambda x: None, t)
+    threading.Timer(0.3, other.clear).start()  # the "worker" lets go 0.3 s later
+    start = time.monotonic()
+    dist._wait_for_workers()
+    assert 0.25 < time.monotonic() - start < 5 and t._use_count() == 1 and not dist._recent
+    other.append(t.view(3))  # one that never lets go: the wait ends at its limit
+    dist._run(lambda x: None, t)
+    start = time.monotonic()
+    dist._wait_for_workers(limit_s=0.2)
+    assert 0.15 < time.monotonic() - start < 2 and not dist._recent
+
+
 def torchrun_script(n: int, script: str, *args, timeout=300) -> subprocess.CompletedProcess:
     """``torchrun --standalone --nproc_per_node n script *args`` from the repository root, one thread per process."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", script,
@@ -38,6 +58,16 @@ def test_an_error_on_rank_1_ends_both_processes_with_its_message(tmp_path):
     assert "rank 1 failed on purpose" in r.stderr
     assert time.time() - t < 30  # about 6 s here, most of it start-up
     assert not (tmp_path / "x.json").exists()
+
+
+def test_objects_of_different_sizes_reach_every_rank(tmp_path):
+    # gather_objects / broadcast_object send the pickle's length first, then the padded bytes; the process ends
+    # through dist.finish(), which waits for gloo's threads to let go of the last collectives' tensors
+    r = torchrun_script(2, "tests/dist_worker.py", tmp_path / "o.json", "objects", timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"o.json.{rank}").read_text())
+        assert got == {"gathered": [[0, 1], [1, 1001]], "from": 1, "t": [0.0, 2.0, 4.0, 6.0, 8.0], "total": 2.0}
 
 
 @needs_fmnist
