@@ -115,7 +115,7 @@ def shard(items: Sequence, r: int | None = None, n: int | None = None) -> list:
 # after it has woken the caller, and the last C++ reference to a tensor that Python also holds takes the GIL to
 # let go of the Python object. If the process has begun to exit by then, Python stops the thread as it takes the
 # GIL and the process aborts ("terminate called without an active exception": one two-process eval.py run in
-# about twelve here). So the tensors of the last collectives are kept, and finish() waits until no worker holds
+# about seven here). So the tensors of the last collectives are kept, and finish() waits until no worker holds
 # them before the process exits.
 _recent: collections.deque = collections.deque(maxlen=4)
 

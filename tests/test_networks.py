@@ -519,3 +519,20 @@ def test_conv3dnet_eval_pool_undefined_modes(mode):
     message = str(info.value)
     assert f"'{mode}'" in message and "voxel network 'Conv3DNetW64'" in message and "S, W, D, N, C" in message
     assert get_eval_pool(mode, "ConvNet")  # still defined for the image networks
+
+
+@pytest.mark.parametrize("model,shape", [("ConvNetW32", (1, 28, 28)), ("ConvNet3DW32", (1, 4, 48, 48)),
+                                         ("Conv3DNetW32", (1, 8, 8, 8)), ("ConvNetBN", (1, 28, 28))])
+def test_dm_embeds_the_real_batch_in_chunks_with_the_same_numbers(model, shape, monkeypatch):
+    from common import dm
+    torch.manual_seed(0)
+    net = get_network(model, shape[0], 10, shape[1:]).train()
+    x = torch.randn(150, *shape)
+    with torch.no_grad():
+        whole = net.embed(x).mean(0)
+        seen = []
+        monkeypatch.setattr(net, "embed", lambda part: seen.append(len(part)) or type(net).embed(net, part))
+        chunked = dm.mean_real_embedding(net, x)
+    assert torch.equal(whole, chunked)
+    # a batch-norm network's instances see each other's statistics: it takes the batch whole
+    assert seen == ([150] if model == "ConvNetBN" else [64, 64, 22])
