@@ -52,7 +52,7 @@ REAL_CHUNK = 64  # real instances embedded at a time on the CPU
 def mean_real_embedding(net, img_real: torch.Tensor) -> torch.Tensor:
     """The mean embedding of a real batch, without a graph. On the CPU, through a network whose instances do not
     see each other (no batch norm), the batch goes through ``REAL_CHUNK`` at a time: the same embeddings, bit for
-    bit (tests/test_dm.py), with a quarter of the activations' memory at batch_real 256 (the peak of a DM
+    bit (tests/test_networks.py), with a quarter of the activations' memory at batch_real 256 (the peak of a DM
     iteration). A GPU, where cuDNN may pick another algorithm for another batch size, takes the batch whole."""
     coupled = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
     if img_real.device.type != "cpu" or coupled or len(img_real) <= REAL_CHUNK:
