@@ -121,13 +121,13 @@ def evaluate_on(model: str, images: Tensor, labels: Tensor, real, cfg: EvalConfi
     found = []
     im_size = tuple(images.shape[2:])
     mine = dist.shard(range(cfg.num_eval))
+    malloc.release()  # the caller's, training's and testing's blocks differ in size: free pages go back between them
     for k in mine:
         seed = derive_seed(cfg.seed, "eval", tag, model, k)
         torch.manual_seed(seed)
         net = get_network(model, images.shape[1], real.num_classes, im_size)
-        malloc.release()  # training's, testing's and the caller's blocks differ in size: free pages go back
         train_network(net, images, labels, cfg, seed, desc=f"eval {model} network {k + 1}/{cfg.num_eval}")
-        malloc.release()  # between the phases
+        malloc.release()
         found.append((k, {name: test_accuracy(net, x, y) for name, (x, y) in tests.items()}))
         malloc.release()
     ordered = [accs for _, accs in sorted(pair for part in dist.gather_objects(found) for pair in part)]

@@ -7,8 +7,9 @@ freed and allocated again at every batch, are zero-filled page by page by the ke
 serves blocks up to 1 GiB from the heap and lets the heap keep up to 2 GiB of freed memory (instead of 128 KB),
 so a step reuses the pages of the step before. The cost: freed memory is not handed back, so the resident set
 also counts the heap's free blocks. :func:`release` hands them back (``malloc_trim``) between phases whose blocks
-differ in size -- after the data is loaded, around each evaluation network -- which keeps the peak near glibc's
-default at the price of faulting those pages back once per phase.
+differ in size -- after the data is loaded, when an evaluation starts, after each evaluation network's training
+and testing -- which keeps the peak near glibc's default at the price of faulting those pages back once per
+phase.
 
 Called once at start-up by :func:`common.cli.run_main` (every entry script); ``DDIF_MALLOC=default`` leaves
 glibc's behaviour alone. A no-op where the C library is not glibc.
